@@ -1,0 +1,168 @@
+//! The consumer runtime: receive, run the handler, settle, repeat.
+//!
+//! It makes the easy thing the safe thing: a handler's failure, panic or timeout is a
+//! failed attempt retried durably with backoff; the last attempt dead-letters the
+//! message with its error; the lease is extended while the handler runs, so a slow but
+//! healthy handler never loses its message to another worker; nothing is acked unless
+//! the handler said so.
+//!
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use ferry_core::*;
+//!
+//! let driver = Arc::new(MemoryDriver::new());
+//! let q = QueueName::new("emails")?;
+//! driver.create_queue(&q, QueueOptions::default()).await?;
+//! driver.send(&q, vec![Message::new("hi")]).await?;
+//!
+//! let report = Consumer::builder(q)
+//!     .concurrency(4)
+//!     .until_empty(true)
+//!     .build(driver, |d: Delivery| async move {
+//!         println!("sending {}", d.id);
+//!         Ok::<(), std::io::Error>(())
+//!     })
+//!     .run(std::future::pending())
+//!     .await?;
+//! assert_eq!(report.acked, 1);
+//! # Ok::<(), Error>(()) }).unwrap();
+//! ```
+
+mod handler;
+mod run;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use handler::Handler;
+
+use crate::driver::Driver;
+use crate::name::QueueName;
+use crate::retry::RetryPolicy;
+
+/// Totals of one [`Consumer::run`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerReport {
+    /// Deliveries received.
+    pub received: u64,
+    /// Messages acked.
+    pub acked: u64,
+    /// Failed attempts scheduled for another try.
+    pub retried: u64,
+    /// Messages moved to the dead letters.
+    pub dead_lettered: u64,
+    /// Attempts that panicked (included in retried or dead-lettered).
+    pub panicked: u64,
+    /// Attempts that ran past the timeout (included in retried or dead-lettered).
+    pub timed_out: u64,
+    /// Settlements the driver rejected (stale receipts) or that failed.
+    pub settle_errors: u64,
+}
+
+/// Configures a [`Consumer`]; start with [`Consumer::builder`].
+#[derive(Debug, Clone)]
+pub struct ConsumerBuilder {
+    queue: QueueName,
+    concurrency: usize,
+    prefetch: usize,
+    lease: Option<Duration>,
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+    until_empty: bool,
+    grace: Duration,
+    poll: Duration,
+}
+
+impl ConsumerBuilder {
+    /// How many handlers run at once (default 1).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// Most messages received in one call (default: the concurrency).
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n.max(1);
+        self
+    }
+
+    /// Lease per delivery (default: the queue's); extended while the handler runs.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Longest a handler may run before the attempt counts as failed (default none).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Retry policy (default: the queue's max attempts, exponential backoff with jitter).
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Stop once the queue has nothing ready, delayed or in flight (default false).
+    pub fn until_empty(mut self, yes: bool) -> Self {
+        self.until_empty = yes;
+        self
+    }
+
+    /// After shutdown, how long running handlers may take to finish (default 30 s).
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Long-poll wait of each receive call (default 1 s); bounds shutdown latency.
+    pub fn poll(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// A consumer of the queue on `driver`, running `handler`.
+    pub fn build(self, driver: Arc<dyn Driver>, handler: impl Handler) -> Consumer {
+        Consumer {
+            config: self,
+            driver,
+            handler: Arc::new(handler),
+        }
+    }
+}
+
+/// Runs a handler over a queue; see the module docs.
+pub struct Consumer {
+    config: ConsumerBuilder,
+    driver: Arc<dyn Driver>,
+    handler: Arc<dyn Handler>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("config", &self.config)
+            .field("driver", &self.driver)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Consumer {
+    /// A builder for a consumer of `queue`.
+    pub fn builder(queue: QueueName) -> ConsumerBuilder {
+        ConsumerBuilder {
+            queue,
+            concurrency: 1,
+            prefetch: 0,
+            lease: None,
+            timeout: None,
+            retry: RetryPolicy::default(),
+            until_empty: false,
+            grace: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+        }
+    }
+}

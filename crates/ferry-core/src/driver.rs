@@ -1,0 +1,340 @@
+//! The driver contract: what every backend implements, and what it must guarantee.
+//!
+//! The contract is split in three dyn-compatible traits so none grows into a god
+//! interface: [`Topology`] (queues, topics, bindings), [`DeadLetters`] (inspect, requeue,
+//! delete, purge) and [`Driver`] (send, publish, receive, settle, extend, stats), which
+//! requires the other two. Everything above the backends holds an `Arc<dyn Driver>`
+//! chosen at run time from a URL.
+//!
+//! Batches are the primitive (`send`, `publish`, `receive` and `settle` take or return
+//! many), because a durable backend pays per round trip or per sync, not per message.
+//!
+//! # Guarantees every driver keeps (checked by `ferry-testkit`'s conformance suite)
+//!
+//! - `send`/`publish` return `Ok` only once the batch is durable; an error whose outcome
+//!   is unknown has kind [`ErrorKind::Indeterminate`](crate::ErrorKind::Indeterminate).
+//! - A batch is all or nothing; a publish is all or nothing across matching queues.
+//! - While a message with id X is in a queue (ready, delayed or in flight), sending X
+//!   to that queue again is a no-op reported in [`SendReport::duplicates`].
+//! - A message leaves a queue only by ack or by moving to the dead letters; dead letters
+//!   leave only by requeue, delete or purge.
+//! - Receipts are fenced: once a lease expired and the message was received again, the
+//!   old receipt's settle or extend fails with `StaleReceipt` and changes nothing.
+//! - A lease that expires counts as an attempt; when it expires on the queue's last
+//!   allowed attempt, the message is dead-lettered with reason `lease_expired`.
+//! - Delivery order within a priority is FIFO by the time a message became ready, then
+//!   by send order; higher priorities first. Delays never block other messages.
+
+use std::fmt::Debug;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::message::{
+    Binding, DeadLetter, Delivery, Limits, Message, QueueInfo, QueueOptions, QueueStats, Receipt,
+};
+use crate::name::{QueueName, TopicName};
+
+/// Queues, topics and bindings.
+#[async_trait]
+pub trait Topology: Send + Sync + Debug {
+    /// Creates `queue` with `options`, or updates the options of an existing queue.
+    async fn create_queue(&self, queue: &QueueName, options: QueueOptions) -> Result<()>;
+
+    /// The queue's settings; `QueueNotFound` if it does not exist.
+    async fn get_queue(&self, queue: &QueueName) -> Result<QueueInfo>;
+
+    /// All queues, sorted by name.
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>>;
+
+    /// Deletes the queue with its messages, dead letters and bindings.
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()>;
+
+    /// Creates `topic` (a no-op if it exists).
+    async fn create_topic(&self, topic: &TopicName) -> Result<()>;
+
+    /// All topics, sorted by name.
+    async fn list_topics(&self) -> Result<Vec<TopicName>>;
+
+    /// Deletes the topic and its bindings (queues and their messages stay).
+    async fn delete_topic(&self, topic: &TopicName) -> Result<()>;
+
+    /// Routes messages published to `topic` whose route key matches `pattern` into
+    /// `queue`. Both must exist; binding twice is a no-op.
+    async fn bind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()>;
+
+    /// Removes a binding; `InvalidInput` if it does not exist.
+    async fn unbind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()>;
+
+    /// The bindings of `topic`, sorted.
+    async fn list_bindings(&self, topic: &TopicName) -> Result<Vec<Binding>>;
+}
+
+/// Which dead letters an operation applies to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// These ids.
+    Ids(Vec<String>),
+    /// Every dead letter of the queue.
+    All,
+}
+
+/// A page request for listing dead letters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DeadLetterQuery {
+    /// Skip this many (oldest first).
+    pub offset: u64,
+    /// Return at most this many. Default 100.
+    pub limit: u64,
+    /// Only dead letters with this reason.
+    pub reason: Option<String>,
+}
+
+impl Default for DeadLetterQuery {
+    fn default() -> Self {
+        DeadLetterQuery {
+            offset: 0,
+            limit: 100,
+            reason: None,
+        }
+    }
+}
+
+impl DeadLetterQuery {
+    /// A query for at most `limit` dead letters after skipping `offset`.
+    pub fn page(offset: u64, limit: u64) -> Self {
+        DeadLetterQuery {
+            offset,
+            limit,
+            reason: None,
+        }
+    }
+}
+
+/// Inspecting and repairing dead letters.
+#[async_trait]
+pub trait DeadLetters: Send + Sync + Debug {
+    /// A page of the queue's dead letters, oldest death first.
+    async fn list_dead_letters(
+        &self,
+        queue: &QueueName,
+        query: DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>>;
+
+    /// One dead letter by message id (the newest if the id died more than once).
+    async fn get_dead_letter(&self, queue: &QueueName, id: &str) -> Result<DeadLetter>;
+
+    /// Moves the selected dead letters back into the queue, ready now, with their
+    /// attempts reset. A dead letter whose id is live in the queue again stays where it
+    /// is. Returns how many were requeued.
+    async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64>;
+
+    /// Deletes the selected dead letters for good. Returns how many.
+    async fn delete_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64>;
+}
+
+/// What to do with a delivery, as applied by [`Driver::settle`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettleAction {
+    /// Done: remove the message.
+    Ack,
+    /// Failed: make it deliverable again at `not_before`, recording `error`.
+    Retry {
+        /// Earliest next delivery.
+        not_before: SystemTime,
+        /// The error to record as the message's last error.
+        error: Option<String>,
+    },
+    /// Move it to the dead letters.
+    DeadLetter {
+        /// Why (see [`crate::reason`]).
+        reason: String,
+        /// The last error to record.
+        error: Option<String>,
+    },
+}
+
+/// One receipt and what to do with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The delivery's receipt.
+    pub receipt: Receipt,
+    /// The action.
+    pub action: SettleAction,
+}
+
+impl Settlement {
+    /// Ack `receipt`.
+    pub fn ack(receipt: Receipt) -> Self {
+        Settlement {
+            receipt,
+            action: SettleAction::Ack,
+        }
+    }
+}
+
+/// Options of a receive call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReceiveOptions {
+    /// Most deliveries to return (at least 1). Default 1.
+    pub max: usize,
+    /// Lease length; `None` uses the queue's. Default `None`.
+    pub lease: Option<Duration>,
+    /// How long to wait for a message when none is ready (long poll). Default 0.
+    pub wait: Duration,
+}
+
+impl Default for ReceiveOptions {
+    fn default() -> Self {
+        ReceiveOptions {
+            max: 1,
+            lease: None,
+            wait: Duration::ZERO,
+        }
+    }
+}
+
+impl ReceiveOptions {
+    /// Up to `max` deliveries, no waiting, the queue's lease.
+    pub fn max(max: usize) -> Self {
+        ReceiveOptions {
+            max,
+            ..ReceiveOptions::default()
+        }
+    }
+
+    /// Sets the lease length.
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Sets the long-poll wait.
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+}
+
+/// What a send did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendReport {
+    /// How many messages were enqueued.
+    pub enqueued: u64,
+    /// Ids that were already in the queue and therefore not enqueued again.
+    pub duplicates: Vec<String>,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishReport {
+    /// The queues the batch was routed to, sorted.
+    pub queues: Vec<QueueName>,
+    /// Messages enqueued, summed over queues.
+    pub enqueued: u64,
+    /// Messages not enqueued into some queue because their id was already there.
+    pub duplicates: u64,
+}
+
+/// A backend: send, publish, receive, settle, extend, stats; plus [`Topology`] and
+/// [`DeadLetters`]. See the module docs for the guarantees.
+///
+/// The trait is dyn-compatible:
+///
+/// ```
+/// use std::sync::Arc;
+/// use ferry_core::{Driver, MemoryDriver};
+/// let driver: Arc<dyn Driver> = Arc::new(MemoryDriver::new());
+/// # let _ = driver;
+/// ```
+#[async_trait]
+pub trait Driver: Topology + DeadLetters {
+    /// The size limits this driver enforces.
+    fn limits(&self) -> Limits;
+
+    /// Durably enqueues a batch into `queue` (all or nothing).
+    async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport>;
+
+    /// Durably enqueues a batch into every queue bound to `topic` with a pattern that
+    /// matches `route_key` (all or nothing across queues). `Unroutable` if none matches.
+    async fn publish(
+        &self,
+        topic: &TopicName,
+        route_key: &str,
+        batch: Vec<Message>,
+    ) -> Result<PublishReport>;
+
+    /// Leases up to `options.max` ready messages, waiting up to `options.wait` for one.
+    async fn receive(&self, queue: &QueueName, options: ReceiveOptions) -> Result<Vec<Delivery>>;
+
+    /// Applies each settlement; the outer error is for the call as a whole (backend
+    /// down), the inner ones per receipt (a stale receipt fails alone).
+    async fn settle(&self, batch: Vec<Settlement>) -> Result<Vec<Result<()>>>;
+
+    /// Extends a lease to `lease` from now; returns the new end of the lease.
+    async fn extend(&self, receipt: &Receipt, lease: Duration) -> Result<SystemTime>;
+
+    /// Counts by state for `queue`, or for every queue when `None` (sorted by name).
+    async fn stats(&self, queue: Option<&QueueName>) -> Result<Vec<QueueStats>>;
+
+    /// Acks one delivery.
+    async fn ack(&self, receipt: &Receipt) -> Result<()> {
+        self.settle_one(Settlement::ack(receipt.clone())).await
+    }
+
+    /// Makes one delivery deliverable again at `not_before`.
+    async fn retry(
+        &self,
+        receipt: &Receipt,
+        not_before: SystemTime,
+        error: Option<String>,
+    ) -> Result<()> {
+        self.settle_one(Settlement {
+            receipt: receipt.clone(),
+            action: SettleAction::Retry { not_before, error },
+        })
+        .await
+    }
+
+    /// Moves one delivery to the dead letters.
+    async fn dead_letter(
+        &self,
+        receipt: &Receipt,
+        reason: &str,
+        error: Option<String>,
+    ) -> Result<()> {
+        self.settle_one(Settlement {
+            receipt: receipt.clone(),
+            action: SettleAction::DeadLetter {
+                reason: reason.to_string(),
+                error,
+            },
+        })
+        .await
+    }
+
+    /// Settles one receipt.
+    async fn settle_one(&self, settlement: Settlement) -> Result<()> {
+        self.settle(vec![settlement])
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(Error::new(ErrorKind::Internal, "settle returned no result")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dyn_compatible() {
+        fn _take(_: &dyn Driver) {}
+        fn _topology(_: &dyn Topology) {}
+        fn _dead(_: &dyn DeadLetters) {}
+    }
+}

@@ -1,0 +1,48 @@
+//! Wall-clock helpers: ferry stores instants as milliseconds since the Unix epoch.
+//!
+//! Milliseconds are what every backend can store natively (SQLite and PostgreSQL
+//! integers, Redis sorted-set scores, AMQP timestamps), so the whole project uses one
+//! representation on the wire and on disk and converts to [`SystemTime`] at the API.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch for `t` (0 for instants before the epoch).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// assert_eq!(ferry_core::time::to_millis(UNIX_EPOCH + Duration::from_millis(1500)), 1500);
+/// ```
+pub fn to_millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The instant `ms` milliseconds after the Unix epoch (negative values clamp to it).
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// assert_eq!(ferry_core::time::from_millis(1500), UNIX_EPOCH + Duration::from_millis(1500));
+/// ```
+pub fn from_millis(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Now, in milliseconds since the Unix epoch.
+///
+/// ```
+/// assert!(ferry_core::time::now_millis() > 1_600_000_000_000);
+/// ```
+pub fn now_millis() -> i64 {
+    to_millis(SystemTime::now())
+}
+
+/// A duration in whole milliseconds, saturating at `i64::MAX`.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(ferry_core::time::duration_millis(Duration::from_secs(2)), 2000);
+/// ```
+pub fn duration_millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
