@@ -61,7 +61,12 @@ pub fn format_duration(d: Duration) -> String {
     if ms == 0 {
         return "0s".to_string();
     }
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms % size == 0 {
             return format!("{}{unit}", ms / size);
         }
@@ -75,11 +80,25 @@ mod tests {
 
     #[test]
     fn rejects_with_a_hint() {
-        for bad in ["", "s", "5", "5x", "-5s", "1.5s", "5 s", "99999999999999999999s"] {
+        for bad in [
+            "",
+            "s",
+            "5",
+            "5x",
+            "-5s",
+            "1.5s",
+            "5 s",
+            "99999999999999999999s",
+        ] {
             let err = parse_duration(bad).expect_err(bad);
             assert!(!err.to_string().is_empty());
         }
-        assert!(parse_duration("5").expect_err("no unit").to_string().contains("500ms"));
+        assert!(
+            parse_duration("5")
+                .expect_err("no unit")
+                .to_string()
+                .contains("500ms")
+        );
     }
 
     #[test]

@@ -231,10 +231,18 @@ mod tests {
 
     #[test]
     fn transient_kinds() {
-        for kind in [ErrorKind::Unavailable, ErrorKind::Timeout, ErrorKind::Indeterminate] {
+        for kind in [
+            ErrorKind::Unavailable,
+            ErrorKind::Timeout,
+            ErrorKind::Indeterminate,
+        ] {
             assert!(Error::new(kind, "x").is_transient(), "{kind}");
         }
-        for kind in [ErrorKind::InvalidName, ErrorKind::StaleReceipt, ErrorKind::Corrupt] {
+        for kind in [
+            ErrorKind::InvalidName,
+            ErrorKind::StaleReceipt,
+            ErrorKind::Corrupt,
+        ] {
             assert!(!Error::new(kind, "x").is_transient(), "{kind}");
         }
     }

@@ -221,7 +221,8 @@ fn reclaim(queue: &QueueName, q: &mut QueueState, now: i64) {
         };
         if m.attempts >= q.options.max_attempts {
             if let Some(m) = q.messages.remove(&id) {
-                q.dead.push(to_dead(queue, m, reason::LEASE_EXPIRED, None, now));
+                q.dead
+                    .push(to_dead(queue, m, reason::LEASE_EXPIRED, None, now));
             }
         } else {
             m.state = State::Waiting;
@@ -230,13 +231,7 @@ fn reclaim(queue: &QueueName, q: &mut QueueState, now: i64) {
     }
 }
 
-fn to_dead(
-    queue: &QueueName,
-    m: Stored,
-    why: &str,
-    error: Option<String>,
-    now: i64,
-) -> DeadLetter {
+fn to_dead(queue: &QueueName, m: Stored, why: &str, error: Option<String>, now: i64) -> DeadLetter {
     DeadLetter {
         id: m.id,
         queue: queue.clone(),
@@ -384,12 +379,17 @@ impl DeadLetters for MemoryDriver {
             .queues
             .get(queue)
             .ok_or_else(|| Error::queue_not_found(queue.as_str()))?;
-        q.dead.iter().rev().find(|d| d.id == id).cloned().ok_or_else(|| {
-            Error::new(
-                ErrorKind::MessageNotFound,
-                format!("no dead letter '{id}' in queue '{queue}'"),
-            )
-        })
+        q.dead
+            .iter()
+            .rev()
+            .find(|d| d.id == id)
+            .cloned()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::MessageNotFound,
+                    format!("no dead letter '{id}' in queue '{queue}'"),
+                )
+            })
     }
 
     async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
@@ -498,7 +498,9 @@ impl Driver for MemoryDriver {
         if targets.is_empty() {
             return Err(Error::new(
                 ErrorKind::Unroutable,
-                format!("no binding of topic '{topic}' matches route key '{route_key}'; nothing was published"),
+                format!(
+                    "no binding of topic '{topic}' matches route key '{route_key}'; nothing was published"
+                ),
             ));
         }
         let mut report = PublishReport::default();
@@ -527,7 +529,8 @@ impl Driver for MemoryDriver {
             }
             let mut sleep_for = deadline - now;
             if let Some(due) = next_due {
-                let until_due = Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0));
+                let until_due =
+                    Duration::from_millis(u64::try_from(due - now_millis()).unwrap_or(0));
                 sleep_for = sleep_for.min(until_due.max(Duration::from_millis(1)));
             }
             tokio::select! {

@@ -275,7 +275,6 @@ impl Receipt {
 
 /// A message handed to a consumer under a lease.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub struct Delivery {
     /// The message id.
     pub id: String,
@@ -353,11 +352,12 @@ pub mod reason {
     pub const DECODE_ERROR: &str = "decode_error";
     /// The handler took longer than the consumer's timeout on the last attempt.
     pub const TIMEOUT: &str = "timeout";
+    /// The stored message failed its integrity check (checksum mismatch).
+    pub const CORRUPT: &str = "corrupt";
 }
 
 /// A message that ran out of attempts or was rejected, kept until requeued or purged.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct DeadLetter {
     /// The message id.
     pub id: String,

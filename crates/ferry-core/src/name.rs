@@ -22,7 +22,9 @@ fn validate_name(what: &str, name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::new(
             ErrorKind::InvalidName,
-            format!("{what} name is empty; use 1 to {MAX_NAME_LEN} characters from A-Z a-z 0-9 _ - ."),
+            format!(
+                "{what} name is empty; use 1 to {MAX_NAME_LEN} characters from A-Z a-z 0-9 _ - ."
+            ),
         ));
     }
     if name.len() > MAX_NAME_LEN {
@@ -161,7 +163,10 @@ fn validate_words(what: &str, s: &str, allow_wildcards: bool) -> Result<()> {
     if s.len() > MAX_ROUTE_KEY_LEN {
         return Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("{what} is {} bytes long; the limit is {MAX_ROUTE_KEY_LEN}", s.len()),
+            format!(
+                "{what} is {} bytes long; the limit is {MAX_ROUTE_KEY_LEN}",
+                s.len()
+            ),
         ));
     }
     if s.is_empty() {

@@ -130,7 +130,10 @@ mod tests {
             jitter: false,
         });
         let delays: Vec<_> = (1..7).map(|a| p.delay_after(a, 100)).collect();
-        let secs: Vec<u64> = delays.iter().map(|d| d.map_or(0, |d| d.as_secs())).collect();
+        let secs: Vec<u64> = delays
+            .iter()
+            .map(|d| d.map_or(0, |d| d.as_secs()))
+            .collect();
         assert_eq!(secs, [1, 2, 4, 8, 10, 10]);
     }
 

@@ -1,0 +1,358 @@
+//! [`EmbeddedDriver`]: the driver traits over the writer thread and a read connection.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use ferry_core::time::{from_millis, now_millis};
+use ferry_core::{
+    Binding, DeadLetter, DeadLetterQuery, DeadLetters, Delivery, Driver, Error, ErrorKind, Limits,
+    Message, PublishReport, QueueInfo, QueueName, QueueOptions, QueueStats, Receipt,
+    ReceiveOptions, Result, Selection, SendReport, Settlement, TopicName, Topology,
+    validate_pattern, validate_route_key,
+};
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Notify;
+
+use crate::error::Context;
+use crate::ops;
+use crate::schema;
+use crate::writer::Writer;
+
+/// Settings of an [`EmbeddedDriver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmbeddedOptions {
+    /// Size limits enforced at send.
+    pub limits: Limits,
+    /// Most operations folded into one commit (1 disables group commit). Default 512.
+    pub max_group: usize,
+    /// How often an idle long-poll checks whether another process wrote. Default 25 ms.
+    pub poll_interval: Duration,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            limits: Limits::default(),
+            max_group: 512,
+            poll_interval: Duration::from_millis(25),
+        }
+    }
+}
+
+/// The embedded, durable, multi-process [`Driver`]; see the crate docs.
+#[derive(Debug, Clone)]
+pub struct EmbeddedDriver {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Writer,
+    reader: Arc<Mutex<Connection>>,
+    committed: Arc<Notify>,
+    options: EmbeddedOptions,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
+fn open_connection(file: &Path) -> Result<Connection> {
+    let shown = file.display().to_string();
+    let conn = Connection::open_with_flags(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ctx(&format!("cannot open data file {shown}"))?;
+    schema::configure(&conn)?;
+    Ok(conn)
+}
+
+impl EmbeddedDriver {
+    /// Opens (creating if needed) the data directory `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(dir, EmbeddedOptions::default())
+    }
+
+    /// Opens (creating if needed) the data directory `dir`.
+    ///
+    /// Fails with `IncompatibleFormat` if the file is not ferry's or is newer than this
+    /// build, `Corrupt` if it is damaged, `Io` if the directory cannot be created.
+    pub fn open_with(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("cannot create data directory {}", dir.display()),
+            )
+            .with_source(e)
+        })?;
+        let file = dir.join(crate::DATA_FILE);
+        let shown = file.display().to_string();
+        let mut conn = open_connection(&file)?;
+        schema::open_or_create(&mut conn, &shown)?;
+        // A quick structural look at the file: catches torn or overwritten pages at open
+        // instead of in the middle of a consumer's work.
+        let check: String = conn
+            .query_row("PRAGMA quick_check(1)", [], |r| r.get(0))
+            .ctx(&format!("cannot check data file {shown}"))?;
+        if check != "ok" {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "data file {shown} is damaged ({check}); restore it from a backup, or inspect it with sqlite3's .recover"
+                ),
+            ));
+        }
+        let reader = open_connection(&file)?;
+        let committed = Arc::new(Notify::new());
+        let writer = Writer::start(conn, options.max_group, committed.clone());
+        Ok(EmbeddedDriver {
+            inner: Arc::new(Inner {
+                path: dir.to_path_buf(),
+                writer,
+                reader: Arc::new(Mutex::new(reader)),
+                committed,
+                options,
+            }),
+        })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<R, F>(&self, work: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        self.inner.writer.run(work).await
+    }
+
+    /// Runs a read-only `work` on the read connection, off the async threads.
+    async fn read<R, F>(&self, work: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        let reader = self.inner.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            work(&conn)
+        })
+        .await
+        .map_err(|e| Error::internal(format!("read task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Topology for EmbeddedDriver {
+    async fn create_queue(&self, queue: &QueueName, options: QueueOptions) -> Result<()> {
+        options.validate()?;
+        let q = queue.clone();
+        self.write(move |c| ops::create_queue(c, &q, &options))
+            .await
+    }
+
+    async fn get_queue(&self, queue: &QueueName) -> Result<QueueInfo> {
+        let q = queue.clone();
+        self.read(move |c| ops::get_queue(c, &q)).await
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        self.read(ops::list_queues).await
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
+        let q = queue.clone();
+        self.write(move |c| ops::delete_queue(c, &q)).await
+    }
+
+    async fn create_topic(&self, topic: &TopicName) -> Result<()> {
+        let t = topic.clone();
+        self.write(move |c| ops::create_topic(c, &t)).await
+    }
+
+    async fn list_topics(&self) -> Result<Vec<TopicName>> {
+        self.read(ops::list_topics).await
+    }
+
+    async fn delete_topic(&self, topic: &TopicName) -> Result<()> {
+        let t = topic.clone();
+        self.write(move |c| ops::delete_topic(c, &t)).await
+    }
+
+    async fn bind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()> {
+        validate_pattern(pattern)?;
+        let (t, q, p) = (topic.clone(), queue.clone(), pattern.to_string());
+        self.write(move |c| ops::bind(c, &t, &q, &p)).await
+    }
+
+    async fn unbind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()> {
+        let (t, q, p) = (topic.clone(), queue.clone(), pattern.to_string());
+        self.write(move |c| ops::unbind(c, &t, &q, &p)).await
+    }
+
+    async fn list_bindings(&self, topic: &TopicName) -> Result<Vec<Binding>> {
+        let t = topic.clone();
+        self.read(move |c| ops::list_bindings(c, &t)).await
+    }
+}
+
+#[async_trait]
+impl DeadLetters for EmbeddedDriver {
+    async fn list_dead_letters(
+        &self,
+        queue: &QueueName,
+        query: DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>> {
+        let q = queue.clone();
+        self.read(move |c| ops::list_dead_letters(c, &q, &query))
+            .await
+    }
+
+    async fn get_dead_letter(&self, queue: &QueueName, id: &str) -> Result<DeadLetter> {
+        let (q, id) = (queue.clone(), id.to_string());
+        self.read(move |c| ops::get_dead_letter(c, &q, &id)).await
+    }
+
+    async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        let q = queue.clone();
+        self.write(move |c| ops::requeue_dead_letters(c, &q, &selection))
+            .await
+    }
+
+    async fn delete_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        let q = queue.clone();
+        self.write(move |c| ops::delete_dead_letters(c, &q, &selection))
+            .await
+    }
+}
+
+#[async_trait]
+impl Driver for EmbeddedDriver {
+    fn limits(&self) -> Limits {
+        self.inner.options.limits
+    }
+
+    async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport> {
+        self.inner.options.limits.validate_batch(&batch)?;
+        let q = queue.clone();
+        let (enqueued, duplicates) = self
+            .write(move |c| ops::enqueue(c, &q, &batch, None))
+            .await?;
+        let mut report = SendReport::default();
+        report.enqueued = enqueued;
+        report.duplicates = duplicates;
+        Ok(report)
+    }
+
+    async fn publish(
+        &self,
+        topic: &TopicName,
+        route_key: &str,
+        batch: Vec<Message>,
+    ) -> Result<PublishReport> {
+        validate_route_key(route_key)?;
+        self.inner.options.limits.validate_batch(&batch)?;
+        let (t, key) = (topic.clone(), route_key.to_string());
+        self.write(move |c| {
+            let queues = ops::route(c, &t, &key)?;
+            if queues.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Unroutable,
+                    format!("no binding of topic '{t}' matches route key '{key}'; nothing was published (bind a queue with: ferry topic bind {t} QUEUE PATTERN)"),
+                ));
+            }
+            let mut report = PublishReport::default();
+            for q in &queues {
+                let (n, dups) = ops::enqueue(c, q, &batch, Some(&key))?;
+                report.enqueued += n;
+                report.duplicates += dups.len() as u64;
+            }
+            report.queues = queues;
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn receive(&self, queue: &QueueName, options: ReceiveOptions) -> Result<Vec<Delivery>> {
+        if options.max == 0 {
+            return Err(Error::invalid_input("receive max must be at least 1"));
+        }
+        let deadline = tokio::time::Instant::now() + options.wait;
+        loop {
+            let committed = self.inner.committed.notified();
+            let (q, max, lease) = (queue.clone(), options.max, options.lease);
+            let got = self.write(move |c| ops::receive(c, &q, max, lease)).await?;
+            if !got.deliveries.is_empty() || tokio::time::Instant::now() >= deadline {
+                return Ok(got.deliveries);
+            }
+            self.wait_for_change(committed, deadline, got.next_due)
+                .await?;
+        }
+    }
+
+    async fn settle(&self, batch: Vec<Settlement>) -> Result<Vec<Result<()>>> {
+        self.write(move |c| {
+            Ok(batch
+                .iter()
+                .map(|s| ops::settle(c, &s.receipt, &s.action))
+                .collect())
+        })
+        .await
+    }
+
+    async fn extend(&self, receipt: &Receipt, lease: Duration) -> Result<SystemTime> {
+        let r = receipt.clone();
+        let until = self.write(move |c| ops::extend(c, &r, lease)).await?;
+        Ok(from_millis(until))
+    }
+
+    async fn stats(&self, queue: Option<&QueueName>) -> Result<Vec<QueueStats>> {
+        let q = queue.cloned();
+        self.read(move |c| ops::stats(c, q.as_ref())).await
+    }
+}
+
+impl EmbeddedDriver {
+    /// Waits until this process commits, another process commits (seen through
+    /// SQLite's `data_version`), the next delayed message falls due, or the deadline.
+    async fn wait_for_change(
+        &self,
+        committed: tokio::sync::futures::Notified<'_>,
+        deadline: tokio::time::Instant,
+        next_due: Option<i64>,
+    ) -> Result<()> {
+        tokio::pin!(committed);
+        let due_at = next_due.map(|due| {
+            let ms = u64::try_from(due.saturating_sub(now_millis())).unwrap_or(0);
+            tokio::time::Instant::now() + Duration::from_millis(ms)
+        });
+        let until = due_at.map_or(deadline, |d| d.min(deadline));
+        let start_version = self.read(ops::data_version).await?;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            let nap = (until - now).min(self.inner.options.poll_interval);
+            tokio::select! {
+                _ = &mut committed => return Ok(()),
+                _ = tokio::time::sleep(nap) => {}
+            }
+            if self.read(ops::data_version).await? != start_version {
+                return Ok(());
+            }
+        }
+    }
+}

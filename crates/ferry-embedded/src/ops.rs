@@ -1,0 +1,819 @@
+//! The SQL behind each driver operation. Every function here runs inside the writer's
+//! transaction (or on a read connection for the read-only ones) and is synchronous.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use ferry_core::time::{duration_millis, from_millis, now_millis, to_millis};
+use ferry_core::{
+    Binding, DeadLetter, DeadLetterQuery, Delivery, Error, ErrorKind, Message, QueueInfo,
+    QueueName, QueueOptions, QueueStats, Receipt, Selection, SettleAction, TopicName, reason,
+    route_matches,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::Context;
+use crate::schema::{STATE_DELAYED, STATE_READY};
+
+type Result<T> = std::result::Result<T, Error>;
+
+/// The integrity check stored with every message: CRC-32 of id, headers and payload.
+pub(crate) fn checksum(id: &str, headers: &str, payload: &[u8]) -> i64 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(id.as_bytes());
+    h.update(&[0]);
+    h.update(headers.as_bytes());
+    h.update(&[0]);
+    h.update(payload);
+    i64::from(h.finalize())
+}
+
+fn lane(priority: u8) -> i64 {
+    255 - i64::from(priority)
+}
+
+fn encode_headers(headers: &BTreeMap<String, String>) -> String {
+    if headers.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(headers).unwrap_or_default()
+    }
+}
+
+fn decode_headers(s: &str) -> Option<BTreeMap<String, String>> {
+    if s.is_empty() {
+        Some(BTreeMap::new())
+    } else {
+        serde_json::from_str(s).ok()
+    }
+}
+
+fn ms_to_duration(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn queue_options(conn: &Connection, queue: &QueueName) -> Result<QueueOptions> {
+    conn.prepare_cached(
+        "SELECT default_delay_ms, max_attempts, lease_ms FROM queues WHERE name = ?1",
+    )
+    .ctx("cannot read queue settings")?
+    .query_row([queue.as_str()], |r| {
+        Ok(QueueOptions::default()
+            .with_default_delay(ms_to_duration(r.get(0)?))
+            .with_max_attempts(u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX))
+            .with_lease(ms_to_duration(r.get(2)?)))
+    })
+    .optional()
+    .ctx("cannot read queue settings")?
+    .ok_or_else(|| Error::queue_not_found(queue.as_str()))
+}
+
+// ---------------------------------------------------------------- topology
+
+pub(crate) fn create_queue(conn: &Connection, q: &QueueName, o: &QueueOptions) -> Result<()> {
+    conn.execute(
+        "INSERT INTO queues (name, default_delay_ms, max_attempts, lease_ms, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name) DO UPDATE SET default_delay_ms = ?2, max_attempts = ?3, lease_ms = ?4",
+        params![
+            q.as_str(),
+            duration_millis(o.default_delay),
+            i64::from(o.max_attempts),
+            duration_millis(o.lease),
+            now_millis()
+        ],
+    )
+    .ctx("cannot create queue")?;
+    Ok(())
+}
+
+pub(crate) fn get_queue(conn: &Connection, q: &QueueName) -> Result<QueueInfo> {
+    Ok(QueueInfo::new(q.clone(), queue_options(conn, q)?))
+}
+
+pub(crate) fn list_queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT name FROM queues ORDER BY name")
+        .ctx("cannot list queues")?;
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .ctx("cannot list queues")?
+        .collect::<std::result::Result<_, _>>()
+        .ctx("cannot list queues")?;
+    names
+        .into_iter()
+        .map(|n| {
+            let q = QueueName::new(n)?;
+            get_queue(conn, &q)
+        })
+        .collect()
+}
+
+pub(crate) fn delete_queue(conn: &Connection, q: &QueueName) -> Result<()> {
+    let n = conn
+        .execute("DELETE FROM queues WHERE name = ?1", [q.as_str()])
+        .ctx("cannot delete queue")?;
+    if n == 0 {
+        return Err(Error::queue_not_found(q.as_str()));
+    }
+    for sql in [
+        "DELETE FROM messages WHERE queue = ?1",
+        "DELETE FROM dead_letters WHERE queue = ?1",
+        "DELETE FROM bindings WHERE queue = ?1",
+    ] {
+        conn.execute(sql, [q.as_str()]).ctx("cannot delete queue")?;
+    }
+    Ok(())
+}
+
+pub(crate) fn create_topic(conn: &Connection, t: &TopicName) -> Result<()> {
+    conn.execute(
+        "INSERT INTO topics (name, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![t.as_str(), now_millis()],
+    )
+    .ctx("cannot create topic")?;
+    Ok(())
+}
+
+fn topic_exists(conn: &Connection, t: &TopicName) -> Result<()> {
+    let found: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM topics WHERE name = ?1")
+        .ctx("cannot read topic")?
+        .query_row([t.as_str()], |r| r.get(0))
+        .optional()
+        .ctx("cannot read topic")?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| Error::topic_not_found(t.as_str()))
+}
+
+pub(crate) fn list_topics(conn: &Connection) -> Result<Vec<TopicName>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT name FROM topics ORDER BY name")
+        .ctx("cannot list topics")?;
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .ctx("cannot list topics")?
+        .collect::<std::result::Result<_, _>>()
+        .ctx("cannot list topics")?;
+    names.into_iter().map(TopicName::new).collect()
+}
+
+pub(crate) fn delete_topic(conn: &Connection, t: &TopicName) -> Result<()> {
+    let n = conn
+        .execute("DELETE FROM topics WHERE name = ?1", [t.as_str()])
+        .ctx("cannot delete topic")?;
+    if n == 0 {
+        return Err(Error::topic_not_found(t.as_str()));
+    }
+    conn.execute("DELETE FROM bindings WHERE topic = ?1", [t.as_str()])
+        .ctx("cannot delete topic")?;
+    Ok(())
+}
+
+pub(crate) fn bind(conn: &Connection, t: &TopicName, q: &QueueName, pattern: &str) -> Result<()> {
+    topic_exists(conn, t)?;
+    queue_options(conn, q)?;
+    conn.execute(
+        "INSERT INTO bindings (topic, queue, pattern) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        params![t.as_str(), q.as_str(), pattern],
+    )
+    .ctx("cannot bind")?;
+    Ok(())
+}
+
+pub(crate) fn unbind(conn: &Connection, t: &TopicName, q: &QueueName, pattern: &str) -> Result<()> {
+    topic_exists(conn, t)?;
+    let n = conn
+        .execute(
+            "DELETE FROM bindings WHERE topic = ?1 AND queue = ?2 AND pattern = ?3",
+            params![t.as_str(), q.as_str(), pattern],
+        )
+        .ctx("cannot unbind")?;
+    if n == 0 {
+        return Err(Error::invalid_input(format!(
+            "topic '{t}' has no binding to queue '{q}' with pattern '{pattern}'"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn list_bindings(conn: &Connection, t: &TopicName) -> Result<Vec<Binding>> {
+    topic_exists(conn, t)?;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT queue, pattern FROM bindings WHERE topic = ?1 ORDER BY queue, pattern",
+        )
+        .ctx("cannot list bindings")?;
+    let rows: Vec<(String, String)> = stmt
+        .query_map([t.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .ctx("cannot list bindings")?
+        .collect::<std::result::Result<_, _>>()
+        .ctx("cannot list bindings")?;
+    rows.into_iter()
+        .map(|(q, p)| Ok(Binding::new(t.clone(), QueueName::new(q)?, p)))
+        .collect()
+}
+
+// ---------------------------------------------------------------- send / publish
+
+/// Inserts `batch` into `queue`; returns (enqueued, duplicate ids).
+pub(crate) fn enqueue(
+    conn: &Connection,
+    queue: &QueueName,
+    batch: &[Message],
+    route_key: Option<&str>,
+) -> Result<(u64, Vec<String>)> {
+    let options = queue_options(conn, queue)?;
+    let now = SystemTime::now();
+    let now_ms = to_millis(now);
+    let mut stmt = conn
+        .prepare_cached(
+            "INSERT INTO messages
+               (queue, id, state, lane, priority, avail_at, enqueued_at, route_key, headers, payload, checksum)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (queue, id) DO NOTHING",
+        )
+        .ctx("cannot enqueue")?;
+    let mut enqueued = 0;
+    let mut duplicates = Vec::new();
+    for m in batch {
+        let avail_at = to_millis(m.visible_at(now, options.default_delay));
+        let (state, lane) = if avail_at <= now_ms {
+            (STATE_READY, lane(m.priority()))
+        } else {
+            (STATE_DELAYED, 0)
+        };
+        let headers = encode_headers(m.headers());
+        let sum = checksum(m.id(), &headers, m.payload());
+        let n = stmt
+            .execute(params![
+                queue.as_str(),
+                m.id(),
+                state,
+                lane,
+                i64::from(m.priority()),
+                avail_at,
+                now_ms,
+                route_key,
+                headers,
+                m.payload().as_ref(),
+                sum
+            ])
+            .ctx("cannot enqueue")?;
+        if n == 0 {
+            duplicates.push(m.id().to_string());
+        } else {
+            enqueued += 1;
+        }
+    }
+    Ok((enqueued, duplicates))
+}
+
+/// The queues `route_key` reaches through `topic`'s bindings, sorted, deduplicated.
+pub(crate) fn route(
+    conn: &Connection,
+    topic: &TopicName,
+    route_key: &str,
+) -> Result<Vec<QueueName>> {
+    let bindings = list_bindings(conn, topic)?;
+    let mut queues: Vec<QueueName> = bindings
+        .into_iter()
+        .filter(|b| route_matches(&b.pattern, route_key))
+        .map(|b| b.queue)
+        .collect();
+    queues.sort();
+    queues.dedup();
+    Ok(queues)
+}
+
+// ---------------------------------------------------------------- receive
+
+/// Makes due delayed messages and expired leases ready; dead-letters expired leases
+/// that were on their last attempt.
+fn promote(conn: &Connection, queue: &QueueName, max_attempts: u32, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO dead_letters
+           (queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+            attempts, reason, last_error, first_failed_at, dead_at)
+         SELECT queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+                attempts, ?4, last_error, COALESCE(first_failed_at, avail_at), ?2
+         FROM messages
+         WHERE queue = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2 AND attempts >= ?3",
+    )
+    .ctx("cannot reclaim expired leases")?
+    .execute(params![
+        queue.as_str(),
+        now,
+        i64::from(max_attempts),
+        reason::LEASE_EXPIRED
+    ])
+    .ctx("cannot reclaim expired leases")?;
+    conn.prepare_cached(
+        "DELETE FROM messages
+         WHERE queue = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2 AND attempts >= ?3",
+    )
+    .ctx("cannot reclaim expired leases")?
+    .execute(params![queue.as_str(), now, i64::from(max_attempts)])
+    .ctx("cannot reclaim expired leases")?;
+    conn.prepare_cached(
+        "UPDATE messages
+         SET state = 0, lane = 255 - priority,
+             first_failed_at = CASE WHEN state = 2 THEN COALESCE(first_failed_at, avail_at)
+                                    ELSE first_failed_at END
+         WHERE queue = ?1 AND state IN (1, 2) AND lane = 0 AND avail_at <= ?2",
+    )
+    .ctx("cannot promote due messages")?
+    .execute(params![queue.as_str(), now])
+    .ctx("cannot promote due messages")?;
+    Ok(())
+}
+
+/// What a receive found: deliveries, and when the next delayed or leased message of
+/// the queue falls due (for the long-poll wait).
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub(crate) deliveries: Vec<Delivery>,
+    pub(crate) next_due: Option<i64>,
+}
+
+struct Row0 {
+    seq: i64,
+    id: String,
+    priority: i64,
+    attempts: i64,
+    enqueued_at: i64,
+    route_key: Option<String>,
+    headers: String,
+    payload: Vec<u8>,
+    checksum: i64,
+}
+
+pub(crate) fn receive(
+    conn: &Connection,
+    queue: &QueueName,
+    max: usize,
+    lease: Option<Duration>,
+) -> Result<Received> {
+    let options = queue_options(conn, queue)?;
+    let now = now_millis();
+    promote(conn, queue, options.max_attempts, now)?;
+    let lease_ms = duration_millis(lease.unwrap_or(options.lease)).max(1);
+    let lease_until = now.saturating_add(lease_ms);
+    let rows: Vec<Row0> = {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, id, priority, attempts, enqueued_at, route_key, headers, payload, checksum
+                 FROM messages WHERE queue = ?1 AND state = 0
+                 ORDER BY lane, avail_at, seq LIMIT ?2",
+            )
+            .ctx("cannot receive")?;
+        stmt.query_map(
+            params![queue.as_str(), i64::try_from(max).unwrap_or(i64::MAX)],
+            |r| {
+                Ok(Row0 {
+                    seq: r.get(0)?,
+                    id: r.get(1)?,
+                    priority: r.get(2)?,
+                    attempts: r.get(3)?,
+                    enqueued_at: r.get(4)?,
+                    route_key: r.get(5)?,
+                    headers: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+                    payload: r.get(7)?,
+                    checksum: r.get(8)?,
+                })
+            },
+        )
+        .ctx("cannot receive")?
+        .collect::<std::result::Result<_, _>>()
+        .ctx("cannot receive")?
+    };
+    let mut lease_stmt = conn
+        .prepare_cached(
+            "UPDATE messages SET state = 2, lane = 0, avail_at = ?2, attempts = attempts + 1,
+                                 lease_token = ?3
+             WHERE seq = ?1",
+        )
+        .ctx("cannot lease")?;
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let headers = decode_headers(&row.headers);
+        let intact = checksum(&row.id, &row.headers, &row.payload) == row.checksum;
+        let (Some(headers), true) = (headers, intact) else {
+            // Never hand out wrong data, never drop it: park it in the dead letters.
+            tracing::error!(queue = %queue, id = %row.id, "stored message failed its checksum; dead-lettering it");
+            dead_letter_seq(
+                conn,
+                row.seq,
+                None,
+                reason::CORRUPT,
+                Some("checksum mismatch in the data file".into()),
+                now,
+            )?;
+            continue;
+        };
+        // Random tokens: unguessable across processes without a shared counter to write.
+        let token = fastrand::i64(1..);
+        lease_stmt
+            .execute(params![row.seq, lease_until, token])
+            .ctx("cannot lease")?;
+        let attempt = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
+        deliveries.push(Delivery {
+            id: row.id.clone(),
+            queue: queue.clone(),
+            payload: Bytes::from(row.payload),
+            headers,
+            route_key: row.route_key,
+            priority: u8::try_from(row.priority).unwrap_or(0),
+            enqueued_at: from_millis(row.enqueued_at),
+            attempt,
+            lease_until: from_millis(lease_until),
+            receipt: Receipt::new(queue.clone(), row.id, format!("{}:{token}", row.seq)),
+        });
+    }
+    let next_due: Option<i64> = conn
+        .prepare_cached(
+            "SELECT MIN(avail_at) FROM messages WHERE queue = ?1 AND state IN (1, 2) AND lane = 0",
+        )
+        .ctx("cannot receive")?
+        .query_row([queue.as_str()], |r| r.get(0))
+        .ctx("cannot receive")?;
+    Ok(Received {
+        deliveries,
+        next_due,
+    })
+}
+
+// ---------------------------------------------------------------- settle / extend
+
+fn parse_receipt(receipt: &Receipt) -> Result<(i64, i64)> {
+    receipt
+        .token()
+        .split_once(':')
+        .and_then(|(s, t)| Some((s.parse().ok()?, t.parse().ok()?)))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidReceipt,
+                "receipt was not issued by the embedded driver",
+            )
+        })
+}
+
+/// Moves the message at `seq` (optionally checking its lease token) to the dead letters.
+fn dead_letter_seq(
+    conn: &Connection,
+    seq: i64,
+    token: Option<i64>,
+    why: &str,
+    error: Option<String>,
+    now: i64,
+) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO dead_letters
+               (queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+                attempts, reason, last_error, first_failed_at, dead_at)
+             SELECT queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+                    attempts, ?3, COALESCE(?4, last_error), COALESCE(first_failed_at, ?5), ?5
+             FROM messages WHERE seq = ?1 AND (?2 IS NULL OR lease_token = ?2)",
+        )
+        .ctx("cannot dead-letter")?
+        .execute(params![seq, token, why, error, now])
+        .ctx("cannot dead-letter")?;
+    if n == 0 {
+        return Ok(false);
+    }
+    conn.prepare_cached("DELETE FROM messages WHERE seq = ?1")
+        .ctx("cannot dead-letter")?
+        .execute([seq])
+        .ctx("cannot dead-letter")?;
+    Ok(true)
+}
+
+pub(crate) fn settle(conn: &Connection, receipt: &Receipt, action: &SettleAction) -> Result<()> {
+    let (seq, token) = parse_receipt(receipt)?;
+    let queue = receipt.queue().as_str();
+    let id = receipt.message_id();
+    let now = now_millis();
+    // The (queue, id) check guards against a receipt forged or mixed up between files.
+    let applied = match action {
+        SettleAction::Ack => {
+            conn.prepare_cached(
+                "DELETE FROM messages WHERE seq = ?1 AND lease_token = ?2 AND queue = ?3 AND id = ?4",
+            )
+            .ctx("cannot ack")?
+            .execute(params![seq, token, queue, id])
+            .ctx("cannot ack")?
+                > 0
+        }
+        SettleAction::Retry { not_before, error } => {
+            let at = to_millis(*not_before).max(now);
+            let (state, lane_sql) = if at <= now {
+                (STATE_READY, "255 - priority")
+            } else {
+                (STATE_DELAYED, "0")
+            };
+            let sql = format!(
+                "UPDATE messages SET state = ?5, lane = {lane_sql}, avail_at = ?6, lease_token = NULL,
+                        last_error = ?7, first_failed_at = COALESCE(first_failed_at, ?8)
+                 WHERE seq = ?1 AND lease_token = ?2 AND queue = ?3 AND id = ?4"
+            );
+            conn.prepare_cached(&sql)
+                .ctx("cannot retry")?
+                .execute(params![seq, token, queue, id, state, at, error, now])
+                .ctx("cannot retry")?
+                > 0
+        }
+        SettleAction::DeadLetter { reason, error } => {
+            let owned: Option<i64> = conn
+                .prepare_cached("SELECT seq FROM messages WHERE seq = ?1 AND queue = ?2 AND id = ?3")
+                .ctx("cannot dead-letter")?
+                .query_row(params![seq, queue, id], |r| r.get(0))
+                .optional()
+                .ctx("cannot dead-letter")?;
+            owned.is_some() && dead_letter_seq(conn, seq, Some(token), reason, error.clone(), now)?
+        }
+    };
+    if applied {
+        Ok(())
+    } else {
+        Err(Error::stale_receipt(queue, id))
+    }
+}
+
+pub(crate) fn extend(conn: &Connection, receipt: &Receipt, lease: Duration) -> Result<i64> {
+    let (seq, token) = parse_receipt(receipt)?;
+    let until = now_millis().saturating_add(duration_millis(lease).max(1));
+    let n = conn
+        .prepare_cached(
+            "UPDATE messages SET state = 2, lane = 0, avail_at = ?3
+             WHERE seq = ?1 AND lease_token = ?2 AND queue = ?4 AND id = ?5",
+        )
+        .ctx("cannot extend lease")?
+        .execute(params![
+            seq,
+            token,
+            until,
+            receipt.queue().as_str(),
+            receipt.message_id()
+        ])
+        .ctx("cannot extend lease")?;
+    if n == 0 {
+        return Err(Error::stale_receipt(
+            receipt.queue().as_str(),
+            receipt.message_id(),
+        ));
+    }
+    Ok(until)
+}
+
+// ---------------------------------------------------------------- stats
+
+pub(crate) fn stats(conn: &Connection, only: Option<&QueueName>) -> Result<Vec<QueueStats>> {
+    let queues: Vec<QueueName> = match only {
+        Some(q) => {
+            queue_options(conn, q)?;
+            vec![q.clone()]
+        }
+        None => list_queues(conn)?.into_iter().map(|i| i.name).collect(),
+    };
+    let now = now_millis();
+    let mut count = conn
+        .prepare_cached(
+            "SELECT
+               (SELECT count(*) FROM messages WHERE queue = ?1 AND state = 0),
+               (SELECT count(*) FROM messages WHERE queue = ?1 AND state = 1 AND lane = 0 AND avail_at <= ?2),
+               (SELECT count(*) FROM messages WHERE queue = ?1 AND state = 1 AND lane = 0 AND avail_at > ?2),
+               (SELECT count(*) FROM messages WHERE queue = ?1 AND state = 2),
+               (SELECT count(*) FROM dead_letters WHERE queue = ?1)",
+        )
+        .ctx("cannot read stats")?;
+    let mut out = Vec::with_capacity(queues.len());
+    for q in queues {
+        let (ready, due, delayed, in_flight, dead): (i64, i64, i64, i64, i64) = count
+            .query_row(params![q.as_str(), now], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .ctx("cannot read stats")?;
+        let n = |v: i64| u64::try_from(v).unwrap_or(0);
+        out.push(QueueStats::new(
+            q.as_str(),
+            n(ready + due),
+            n(delayed),
+            n(in_flight),
+            n(dead),
+        ));
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------- dead letters
+
+const DEAD_COLUMNS: &str =
+    "seq, queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+     attempts, reason, last_error, first_failed_at, dead_at";
+
+fn dead_from_row(r: &Row<'_>) -> rusqlite::Result<(DeadLetter, bool)> {
+    let id: String = r.get(2)?;
+    let headers_raw: String = r.get::<_, Option<String>>(6)?.unwrap_or_default();
+    let payload: Vec<u8> = r.get(7)?;
+    let sum: i64 = r.get(8)?;
+    let intact = checksum(&id, &headers_raw, &payload) == sum;
+    let queue: String = r.get(1)?;
+    let queue = QueueName::new(queue).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    let headers = decode_headers(&headers_raw);
+    let intact = intact && headers.is_some();
+    Ok((
+        DeadLetter {
+            id,
+            queue,
+            payload: Bytes::from(payload),
+            headers: headers.unwrap_or_default(),
+            route_key: r.get(5)?,
+            priority: u8::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+            enqueued_at: from_millis(r.get(4)?),
+            attempts: u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),
+            reason: r.get(10)?,
+            last_error: r.get(11)?,
+            first_failed_at: r.get::<_, Option<i64>>(12)?.map(from_millis),
+            dead_at: from_millis(r.get(13)?),
+        },
+        intact,
+    ))
+}
+
+fn corrupt_dead_letter(queue: &QueueName, id: &str) -> Error {
+    Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "dead letter '{id}' in queue '{queue}' failed its checksum: the data file is damaged"
+        ),
+    )
+}
+
+pub(crate) fn list_dead_letters(
+    conn: &Connection,
+    queue: &QueueName,
+    query: &DeadLetterQuery,
+) -> Result<Vec<DeadLetter>> {
+    queue_options(conn, queue)?;
+    let sql = format!(
+        "SELECT {DEAD_COLUMNS} FROM dead_letters
+         WHERE queue = ?1 AND (?2 IS NULL OR reason = ?2)
+         ORDER BY seq LIMIT ?3 OFFSET ?4"
+    );
+    let mut stmt = conn.prepare_cached(&sql).ctx("cannot list dead letters")?;
+    let rows = stmt
+        .query_map(
+            params![
+                queue.as_str(),
+                query.reason,
+                i64::try_from(query.limit).unwrap_or(i64::MAX),
+                i64::try_from(query.offset).unwrap_or(i64::MAX)
+            ],
+            dead_from_row,
+        )
+        .ctx("cannot list dead letters")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (d, intact) = row.ctx("cannot list dead letters")?;
+        if !intact {
+            return Err(corrupt_dead_letter(queue, &d.id));
+        }
+        out.push(d);
+    }
+    Ok(out)
+}
+
+pub(crate) fn get_dead_letter(
+    conn: &Connection,
+    queue: &QueueName,
+    id: &str,
+) -> Result<DeadLetter> {
+    queue_options(conn, queue)?;
+    let sql = format!(
+        "SELECT {DEAD_COLUMNS} FROM dead_letters WHERE queue = ?1 AND id = ?2 ORDER BY seq DESC LIMIT 1"
+    );
+    let (d, intact) = conn
+        .prepare_cached(&sql)
+        .ctx("cannot read dead letter")?
+        .query_row(params![queue.as_str(), id], dead_from_row)
+        .optional()
+        .ctx("cannot read dead letter")?
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::MessageNotFound,
+                format!("no dead letter '{id}' in queue '{queue}' (list them with: ferry dlq list {queue})"),
+            )
+        })?;
+    if !intact {
+        return Err(corrupt_dead_letter(queue, id));
+    }
+    Ok(d)
+}
+
+/// The dead-letter rows `selection` picks, newest death of each id first.
+fn selected_seqs(conn: &Connection, queue: &QueueName, selection: &Selection) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    match selection {
+        Selection::All => {
+            let mut stmt = conn
+                .prepare_cached("SELECT seq FROM dead_letters WHERE queue = ?1 ORDER BY seq DESC")
+                .ctx("cannot select dead letters")?;
+            let rows = stmt
+                .query_map([queue.as_str()], |r| r.get(0))
+                .ctx("cannot select dead letters")?;
+            for r in rows {
+                out.push(r.ctx("cannot select dead letters")?);
+            }
+        }
+        Selection::Ids(ids) => {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq FROM dead_letters WHERE queue = ?1 AND id = ?2 ORDER BY seq DESC",
+                )
+                .ctx("cannot select dead letters")?;
+            for id in ids {
+                let rows = stmt
+                    .query_map(params![queue.as_str(), id], |r| r.get(0))
+                    .ctx("cannot select dead letters")?;
+                for r in rows {
+                    out.push(r.ctx("cannot select dead letters")?);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn requeue_dead_letters(
+    conn: &Connection,
+    queue: &QueueName,
+    selection: &Selection,
+) -> Result<u64> {
+    queue_options(conn, queue)?;
+    let now = now_millis();
+    let mut requeued = 0;
+    for seq in selected_seqs(conn, queue, selection)? {
+        // ON CONFLICT: an id that is live again stays in the dead letters.
+        let n = conn
+            .prepare_cached(
+                "INSERT INTO messages
+                   (queue, id, state, lane, priority, avail_at, enqueued_at, route_key, headers,
+                    payload, checksum, last_error)
+                 SELECT queue, id, 0, 255 - priority, priority, ?2, enqueued_at, route_key, headers,
+                        payload, checksum, last_error
+                 FROM dead_letters WHERE seq = ?1
+                 ON CONFLICT (queue, id) DO NOTHING",
+            )
+            .ctx("cannot requeue")?
+            .execute(params![seq, now])
+            .ctx("cannot requeue")?;
+        if n > 0 {
+            conn.prepare_cached("DELETE FROM dead_letters WHERE seq = ?1")
+                .ctx("cannot requeue")?
+                .execute([seq])
+                .ctx("cannot requeue")?;
+            requeued += 1;
+        }
+    }
+    Ok(requeued)
+}
+
+pub(crate) fn delete_dead_letters(
+    conn: &Connection,
+    queue: &QueueName,
+    selection: &Selection,
+) -> Result<u64> {
+    queue_options(conn, queue)?;
+    let n = match selection {
+        Selection::All => conn
+            .execute(
+                "DELETE FROM dead_letters WHERE queue = ?1",
+                [queue.as_str()],
+            )
+            .ctx("cannot purge dead letters")?,
+        Selection::Ids(ids) => {
+            let mut stmt = conn
+                .prepare_cached("DELETE FROM dead_letters WHERE queue = ?1 AND id = ?2")
+                .ctx("cannot delete dead letters")?;
+            let mut n = 0;
+            for id in ids {
+                n += stmt
+                    .execute(params![queue.as_str(), id])
+                    .ctx("cannot delete dead letters")?;
+            }
+            n
+        }
+    };
+    Ok(n as u64)
+}
+
+/// Whether `data_version` changed: another connection committed since the last look.
+pub(crate) fn data_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+        .ctx("cannot poll the data file")
+}
