@@ -46,9 +46,7 @@ pub fn route_matches(pattern: &str, route_key: &str) -> bool {
                 }
             }
             "*" => {
-                for j in 0..k.len() {
-                    next[j + 1] = reach[j];
-                }
+                next[1..].copy_from_slice(&reach[..k.len()]);
             }
             literal => {
                 for j in 0..k.len() {

@@ -625,7 +625,10 @@ fn dead_from_row(r: &Row<'_>) -> rusqlite::Result<(DeadLetter, bool)> {
         rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
     })?;
     let headers = decode_headers(&headers_raw);
-    let intact = intact && headers.is_some();
+    let why: String = r.get(10)?;
+    // A message dead-lettered *because* it was corrupt is shown as it is: its reason
+    // already says the bytes are damaged, and hiding it would hide the evidence.
+    let intact = (intact && headers.is_some()) || why == reason::CORRUPT;
     Ok((
         DeadLetter {
             id,
@@ -636,7 +639,7 @@ fn dead_from_row(r: &Row<'_>) -> rusqlite::Result<(DeadLetter, bool)> {
             priority: u8::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
             enqueued_at: from_millis(r.get(4)?),
             attempts: u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),
-            reason: r.get(10)?,
+            reason: why,
             last_error: r.get(11)?,
             first_failed_at: r.get::<_, Option<i64>>(12)?.map(from_millis),
             dead_at: from_millis(r.get(13)?),

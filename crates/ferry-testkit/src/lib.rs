@@ -1,1 +1,21 @@
-//! placeholder
+//! # ferry-testkit
+//!
+//! What proves a ferry backend correct:
+//!
+//! - [`conformance`]: the suite every driver passes, as plain async functions, and
+//!   [`conformance_suite!`] to run all of them as tests;
+//! - [`ledger`]: an append-only record of what a test sent, what handlers did and which
+//!   faults it injected, and the checker that turns it into a verdict (nothing lost;
+//!   duplicates only where a recorded fault explains them);
+//! - small helpers: unique names so tests share a backend safely, and explicit waits.
+
+pub mod conformance;
+pub mod ledger;
+mod util;
+
+pub use util::{eventually, unique_name, unique_queue, unique_topic};
+
+#[doc(hidden)]
+pub mod __private {
+    pub use ferry_core::Driver;
+}
