@@ -182,7 +182,12 @@ impl MemoryDriver {
                 continue;
             }
             *next_seq += 1;
-            let avail_at = crate::time::to_millis(m.visible_at(now, q.options.default_delay));
+            let visible = m.visible_at(now, q.options.default_delay);
+            let avail_at = if visible <= now {
+                now_ms
+            } else {
+                crate::time::to_millis_ceil(visible)
+            };
             q.messages.insert(
                 m.id().to_string(),
                 Stored {
@@ -565,7 +570,11 @@ impl Driver for MemoryDriver {
                     }
                     SettleAction::Retry { not_before, error } => {
                         m.state = State::Waiting;
-                        m.avail_at = crate::time::to_millis(not_before).max(now);
+                        m.avail_at = if not_before <= SystemTime::now() {
+                            now
+                        } else {
+                            crate::time::to_millis_ceil(not_before).max(now)
+                        };
                         m.token = None;
                         m.last_error = error;
                         m.first_failed_at.get_or_insert(now);

@@ -18,6 +18,21 @@ pub fn to_millis(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch for `t`, rounded up: for "not before" instants,
+/// so storing them in whole milliseconds never makes something due early.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// let t = UNIX_EPOCH + Duration::from_micros(1_500_001);
+/// assert_eq!(ferry_core::time::to_millis_ceil(t), 1501);
+/// assert_eq!(ferry_core::time::to_millis_ceil(UNIX_EPOCH + Duration::from_millis(7)), 7);
+/// ```
+pub fn to_millis_ceil(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// The instant `ms` milliseconds after the Unix epoch (negative values clamp to it).
 ///
 /// ```

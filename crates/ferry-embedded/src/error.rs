@@ -17,6 +17,12 @@ pub(crate) fn from_sqlite(context: &str, e: rusqlite::Error) -> Error {
             | ErrorCode::ReadOnly => ErrorKind::Io,
             _ => ErrorKind::Internal,
         },
+        // STRICT tables guarantee column types, so a value of the wrong type or invalid
+        // UTF-8 in a TEXT column can only come from damage to the file.
+        rusqlite::Error::Utf8Error(..)
+        | rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) => ErrorKind::Corrupt,
         _ => ErrorKind::Internal,
     };
     let hint = match kind {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use ferry_core::time::{duration_millis, from_millis, now_millis, to_millis};
+use ferry_core::time::{duration_millis, from_millis, now_millis, to_millis, to_millis_ceil};
 use ferry_core::{
     Binding, DeadLetter, DeadLetterQuery, Delivery, Error, ErrorKind, Message, QueueInfo,
     QueueName, QueueOptions, QueueStats, Receipt, Selection, SettleAction, TopicName, reason,
@@ -18,15 +18,27 @@ use crate::schema::{STATE_DELAYED, STATE_READY};
 
 type Result<T> = std::result::Result<T, Error>;
 
-/// The integrity check stored with every message: CRC-32 of id, headers and payload.
-pub(crate) fn checksum(id: &str, headers: &str, payload: &[u8]) -> i64 {
+/// The integrity check stored with every message: CRC-32 of id, route key, headers
+/// and payload (each followed by a 0 byte so fields cannot shift into each other).
+pub(crate) fn checksum(id: &[u8], route_key: Option<&[u8]>, headers: &[u8], payload: &[u8]) -> i64 {
     let mut h = crc32fast::Hasher::new();
-    h.update(id.as_bytes());
-    h.update(&[0]);
-    h.update(headers.as_bytes());
-    h.update(&[0]);
-    h.update(payload);
+    for part in [id, route_key.unwrap_or(b""), headers, payload] {
+        h.update(part);
+        h.update(&[0]);
+    }
     i64::from(h.finalize())
+}
+
+/// A TEXT (or NULL) column as raw bytes, so damaged UTF-8 is detected by the checksum
+/// instead of failing the whole query.
+fn raw_text(r: &Row<'_>, i: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+    use rusqlite::types::ValueRef;
+    Ok(match r.get_ref(i)? {
+        ValueRef::Null => None,
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(t.to_vec()),
+        ValueRef::Integer(n) => Some(n.to_string().into_bytes()),
+        ValueRef::Real(x) => Some(x.to_string().into_bytes()),
+    })
 }
 
 fn lane(priority: u8) -> i64 {
@@ -239,14 +251,24 @@ pub(crate) fn enqueue(
     let mut enqueued = 0;
     let mut duplicates = Vec::new();
     for m in batch {
-        let avail_at = to_millis(m.visible_at(now, options.default_delay));
+        let visible = m.visible_at(now, options.default_delay);
+        let avail_at = if visible <= now {
+            now_ms
+        } else {
+            to_millis_ceil(visible)
+        };
         let (state, lane) = if avail_at <= now_ms {
             (STATE_READY, lane(m.priority()))
         } else {
             (STATE_DELAYED, 0)
         };
         let headers = encode_headers(m.headers());
-        let sum = checksum(m.id(), &headers, m.payload());
+        let sum = checksum(
+            m.id().as_bytes(),
+            route_key.map(str::as_bytes),
+            headers.as_bytes(),
+            m.payload(),
+        );
         let n = stmt
             .execute(params![
                 queue.as_str(),
@@ -340,14 +362,43 @@ pub(crate) struct Received {
 
 struct Row0 {
     seq: i64,
-    id: String,
+    id: Vec<u8>,
     priority: i64,
     attempts: i64,
     enqueued_at: i64,
-    route_key: Option<String>,
-    headers: String,
+    route_key: Option<Vec<u8>>,
+    headers: Vec<u8>,
     payload: Vec<u8>,
     checksum: i64,
+}
+
+/// The fields of a row that passed its checksum.
+struct Intact {
+    id: String,
+    route_key: Option<String>,
+    headers: BTreeMap<String, String>,
+}
+
+impl Row0 {
+    fn verify(&self) -> Option<Intact> {
+        if checksum(
+            &self.id,
+            self.route_key.as_deref(),
+            &self.headers,
+            &self.payload,
+        ) != self.checksum
+        {
+            return None;
+        }
+        Some(Intact {
+            id: String::from_utf8(self.id.clone()).ok()?,
+            route_key: match &self.route_key {
+                Some(k) => Some(String::from_utf8(k.clone()).ok()?),
+                None => None,
+            },
+            headers: decode_headers(std::str::from_utf8(&self.headers).ok()?)?,
+        })
+    }
 }
 
 pub(crate) fn receive(
@@ -374,13 +425,13 @@ pub(crate) fn receive(
             |r| {
                 Ok(Row0 {
                     seq: r.get(0)?,
-                    id: r.get(1)?,
+                    id: raw_text(r, 1)?.unwrap_or_default(),
                     priority: r.get(2)?,
                     attempts: r.get(3)?,
                     enqueued_at: r.get(4)?,
-                    route_key: r.get(5)?,
-                    headers: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
-                    payload: r.get(7)?,
+                    route_key: raw_text(r, 5)?,
+                    headers: raw_text(r, 6)?.unwrap_or_default(),
+                    payload: raw_text(r, 7)?.unwrap_or_default(),
                     checksum: r.get(8)?,
                 })
             },
@@ -398,11 +449,9 @@ pub(crate) fn receive(
         .ctx("cannot lease")?;
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in rows {
-        let headers = decode_headers(&row.headers);
-        let intact = checksum(&row.id, &row.headers, &row.payload) == row.checksum;
-        let (Some(headers), true) = (headers, intact) else {
+        let Some(intact) = row.verify() else {
             // Never hand out wrong data, never drop it: park it in the dead letters.
-            tracing::error!(queue = %queue, id = %row.id, "stored message failed its checksum; dead-lettering it");
+            tracing::error!(queue = %queue, id = %String::from_utf8_lossy(&row.id), "stored message failed its checksum; dead-lettering it");
             dead_letter_seq(
                 conn,
                 row.seq,
@@ -419,17 +468,22 @@ pub(crate) fn receive(
             .execute(params![row.seq, lease_until, token])
             .ctx("cannot lease")?;
         let attempt = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
+        let Intact {
+            id,
+            route_key,
+            headers,
+        } = intact;
         deliveries.push(Delivery {
-            id: row.id.clone(),
+            id: id.clone(),
             queue: queue.clone(),
             payload: Bytes::from(row.payload),
             headers,
-            route_key: row.route_key,
+            route_key,
             priority: u8::try_from(row.priority).unwrap_or(0),
             enqueued_at: from_millis(row.enqueued_at),
             attempt,
             lease_until: from_millis(lease_until),
-            receipt: Receipt::new(queue.clone(), row.id, format!("{}:{token}", row.seq)),
+            receipt: Receipt::new(queue.clone(), id, format!("{}:{token}", row.seq)),
         });
     }
     let next_due: Option<i64> = conn
@@ -508,7 +562,11 @@ pub(crate) fn settle(conn: &Connection, receipt: &Receipt, action: &SettleAction
                 > 0
         }
         SettleAction::Retry { not_before, error } => {
-            let at = to_millis(*not_before).max(now);
+            let at = if *not_before <= SystemTime::now() {
+                now
+            } else {
+                to_millis_ceil(*not_before).max(now)
+            };
             let (state, lane_sql) = if at <= now {
                 (STATE_READY, "255 - priority")
             } else {
@@ -615,16 +673,20 @@ const DEAD_COLUMNS: &str =
      attempts, reason, last_error, first_failed_at, dead_at";
 
 fn dead_from_row(r: &Row<'_>) -> rusqlite::Result<(DeadLetter, bool)> {
-    let id: String = r.get(2)?;
-    let headers_raw: String = r.get::<_, Option<String>>(6)?.unwrap_or_default();
-    let payload: Vec<u8> = r.get(7)?;
+    let id_raw = raw_text(r, 2)?.unwrap_or_default();
+    let route_raw = raw_text(r, 5)?;
+    let headers_raw = raw_text(r, 6)?.unwrap_or_default();
+    let payload = raw_text(r, 7)?.unwrap_or_default();
     let sum: i64 = r.get(8)?;
-    let intact = checksum(&id, &headers_raw, &payload) == sum;
+    let intact = checksum(&id_raw, route_raw.as_deref(), &headers_raw, &payload) == sum;
+    let id = String::from_utf8_lossy(&id_raw).into_owned();
     let queue: String = r.get(1)?;
     let queue = QueueName::new(queue).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
     })?;
-    let headers = decode_headers(&headers_raw);
+    let headers = std::str::from_utf8(&headers_raw)
+        .ok()
+        .and_then(decode_headers);
     let why: String = r.get(10)?;
     // A message dead-lettered *because* it was corrupt is shown as it is: its reason
     // already says the bytes are damaged, and hiding it would hide the evidence.
@@ -635,7 +697,7 @@ fn dead_from_row(r: &Row<'_>) -> rusqlite::Result<(DeadLetter, bool)> {
             queue,
             payload: Bytes::from(payload),
             headers: headers.unwrap_or_default(),
-            route_key: r.get(5)?,
+            route_key: route_raw.map(|k| String::from_utf8_lossy(&k).into_owned()),
             priority: u8::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
             enqueued_at: from_millis(r.get(4)?),
             attempts: u32::try_from(r.get::<_, i64>(9)?).unwrap_or(u32::MAX),

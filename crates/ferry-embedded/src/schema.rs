@@ -159,6 +159,41 @@ pub(crate) fn open_or_create(conn: &mut Connection, path: &str) -> Result<(), Er
             format!("{path} has format version {version}, which no ferry release wrote"),
         ));
     }
+    let expected = schema_rows_of(SCHEMA_V1)?;
+    let actual = schema_rows(&txn).map_err(|e| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("the schema of {path} cannot be read; the file is damaged"),
+        )
+        .with_source(e)
+    })?;
+    if actual != expected {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "the schema of {path} is not ferry's format {version} schema: the file is damaged or was modified by hand; restore it from a backup"
+            ),
+        ));
+    }
     txn.commit().ctx("cannot release the data file lock")?;
     Ok(())
+}
+
+type SchemaRow = (String, String, String, Option<String>);
+
+fn schema_rows(conn: &Connection) -> rusqlite::Result<Vec<SchemaRow>> {
+    let mut stmt =
+        conn.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    rows.collect()
+}
+
+/// The `sqlite_schema` rows that `sql` creates, from a scratch in-memory database: the
+/// reference a data file's schema must match exactly.
+fn schema_rows_of(sql: &str) -> Result<Vec<SchemaRow>, Error> {
+    let scratch = Connection::open_in_memory().ctx("cannot build the reference schema")?;
+    scratch
+        .execute_batch(sql)
+        .ctx("cannot build the reference schema")?;
+    schema_rows(&scratch).ctx("cannot build the reference schema")
 }

@@ -173,7 +173,7 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(),
     }
     txn.commit().map_err(|e| {
         let err = from_sqlite("cannot commit to the data file", e);
-        if err.kind() == ErrorKind::Unavailable {
+        if err.kind() != ErrorKind::Io {
             err
         } else {
             // An I/O failure during commit may leave the outcome unknown to the caller.
