@@ -89,9 +89,16 @@ impl Consumer {
             }
             // The receive is not raced against shutdown: dropping it mid-call could
             // lease messages nobody handles. Its long-poll wait bounds the latency.
+            // In until-empty mode a short wait keeps the final "is it drained?" check
+            // prompt; a retry or another process's send still wakes the receive early.
+            let wait = if cfg.until_empty {
+                cfg.poll.min(Duration::from_millis(100))
+            } else {
+                cfg.poll
+            };
             let opts = ReceiveOptions::max(held.len())
                 .with_lease(lease)
-                .with_wait(cfg.poll);
+                .with_wait(wait);
             let received = tokio::select! {
                 biased;
                 r = self.driver.receive(&cfg.queue, opts) => r,
@@ -115,7 +122,14 @@ impl Consumer {
             };
             if deliveries.is_empty() {
                 drop(held);
-                if cfg.until_empty && tasks.is_empty() {
+                if cfg.until_empty && !tasks.is_empty() {
+                    // Nothing to fetch: wait for a running handler instead of polling.
+                    if let Some(done) = tasks.join_next().await {
+                        record(&mut report, done);
+                    }
+                    continue;
+                }
+                if cfg.until_empty {
                     let stats = self.driver.stats(Some(&cfg.queue)).await?;
                     if stats.iter().all(|s| s.is_drained()) {
                         break;

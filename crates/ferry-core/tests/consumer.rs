@@ -1,0 +1,313 @@
+//! The consumer runtime over the in-memory driver: every failure mode of a handler ends
+//! as a durable retry or a dead letter with its reason, never as a lost message.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ferry_core::{
+    Backoff, Consumer, DeadLetterQuery, DeadLetters, Delivery, Driver, MemoryDriver, Message,
+    Outcome, QueueName, QueueOptions, RetryPolicy, Topology, reason,
+};
+
+fn fast_retry(max: u32) -> RetryPolicy {
+    RetryPolicy::default()
+        .with_max_attempts(max)
+        .with_backoff(Backoff::Fixed(Duration::from_millis(10)))
+}
+
+async fn setup(n: usize) -> (Arc<MemoryDriver>, QueueName) {
+    let d = Arc::new(MemoryDriver::new());
+    let q = QueueName::new("work").expect("name");
+    d.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create");
+    let batch = (0..n).map(|i| Message::new(format!("{i}")).with_id(format!("m{i}")));
+    d.send(&q, batch.collect()).await.expect("send");
+    (d, q)
+}
+
+async fn dead(d: &MemoryDriver, q: &QueueName) -> Vec<ferry_core::DeadLetter> {
+    d.list_dead_letters(q, DeadLetterQuery::default())
+        .await
+        .expect("list")
+}
+
+#[tokio::test]
+async fn success_acks_everything() {
+    let (d, q) = setup(50).await;
+    let report = Consumer::builder(q.clone())
+        .concurrency(4)
+        .until_empty(true)
+        .build(d.clone(), |_d: Delivery| async {})
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(
+        (
+            report.received,
+            report.acked,
+            report.retried,
+            report.dead_lettered
+        ),
+        (50, 50, 0, 0)
+    );
+    assert!(d.stats(Some(&q)).await.expect("stats")[0].is_drained());
+}
+
+#[tokio::test]
+async fn failure_is_retried_then_succeeds() {
+    let (d, q) = setup(10).await;
+    let report = Consumer::builder(q.clone())
+        .retry_policy(fast_retry(5))
+        .until_empty(true)
+        .build(d.clone(), |del: Delivery| async move {
+            if del.attempt == 1 {
+                Err("first try fails")
+            } else {
+                Ok(())
+            }
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(
+        (report.acked, report.retried, report.dead_lettered),
+        (10, 10, 0)
+    );
+}
+
+#[tokio::test]
+async fn last_attempt_dead_letters_with_the_error() {
+    let (d, q) = setup(3).await;
+    let report = Consumer::builder(q.clone())
+        .retry_policy(fast_retry(3))
+        .until_empty(true)
+        .build(d.clone(), |del: Delivery| async move {
+            Err::<(), _>(format!("cannot process {}", del.id))
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(
+        (report.received, report.retried, report.dead_lettered),
+        (9, 6, 3)
+    );
+    let dl = dead(&d, &q).await;
+    assert_eq!(dl.len(), 3);
+    for x in &dl {
+        assert_eq!(x.reason, reason::MAX_ATTEMPTS);
+        assert_eq!(x.attempts, 3);
+        assert_eq!(
+            x.last_error.as_deref(),
+            Some(format!("cannot process {}", x.id).as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn queue_max_attempts_applies_without_a_policy_max() {
+    let d = Arc::new(MemoryDriver::new());
+    let q = QueueName::new("work").expect("name");
+    d.create_queue(&q, QueueOptions::default().with_max_attempts(2))
+        .await
+        .expect("create");
+    d.send(&q, vec![Message::new("x")]).await.expect("send");
+    let report = Consumer::builder(q.clone())
+        .retry_policy(RetryPolicy::default().with_backoff(Backoff::Fixed(Duration::from_millis(5))))
+        .until_empty(true)
+        .build(d.clone(), |_d: Delivery| async { Err::<(), _>("no") })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!((report.received, report.dead_lettered), (2, 1));
+}
+
+#[tokio::test]
+async fn panic_is_a_failed_attempt_and_the_worker_survives() {
+    let (d, q) = setup(5).await;
+    let report = Consumer::builder(q.clone())
+        .retry_policy(fast_retry(2))
+        .until_empty(true)
+        .build(d.clone(), |del: Delivery| async move {
+            if del.id == "m2" {
+                panic!("handler bug on {}", del.id);
+            }
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(
+        (report.acked, report.panicked, report.dead_lettered),
+        (4, 2, 1)
+    );
+    let dl = dead(&d, &q).await;
+    assert!(
+        dl[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("handler bug on m2")),
+        "{dl:?}"
+    );
+}
+
+#[tokio::test]
+async fn timeout_fails_the_attempt() {
+    let (d, q) = setup(1).await;
+    let report = Consumer::builder(q.clone())
+        .retry_policy(fast_retry(2))
+        .timeout(Duration::from_millis(50))
+        .until_empty(true)
+        .build(d.clone(), |_d: Delivery| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!((report.timed_out, report.dead_lettered), (2, 1));
+    let dl = dead(&d, &q).await;
+    assert_eq!(dl[0].reason, reason::TIMEOUT);
+    assert!(
+        dl[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("timed out"))
+    );
+}
+
+#[tokio::test]
+async fn reject_dead_letters_at_once() {
+    let (d, q) = setup(1).await;
+    let report = Consumer::builder(q.clone())
+        .until_empty(true)
+        .build(d.clone(), |_d: Delivery| async {
+            Outcome::reject("malformed order")
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!((report.received, report.dead_lettered), (1, 1));
+    assert_eq!(dead(&d, &q).await[0].reason, reason::REJECTED);
+}
+
+#[tokio::test]
+async fn custom_backoff_none_stops_retrying() {
+    let (d, q) = setup(1).await;
+    let policy = RetryPolicy::default().with_backoff(Backoff::Custom(Arc::new(|attempt| {
+        (attempt < 2).then_some(Duration::from_millis(5))
+    })));
+    let report = Consumer::builder(q.clone())
+        .retry_policy(policy)
+        .until_empty(true)
+        .build(d.clone(), |_d: Delivery| async { Err::<(), _>("x") })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!((report.received, report.dead_lettered), (2, 1));
+}
+
+#[tokio::test]
+async fn lease_is_extended_while_the_handler_runs() {
+    let (d, q) = setup(1).await;
+    let report = Consumer::builder(q.clone())
+        .lease(Duration::from_millis(150))
+        .concurrency(2)
+        .until_empty(true)
+        .build(d.clone(), |_d: Delivery| async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(
+        (report.received, report.acked, report.settle_errors),
+        (1, 1, 0),
+        "no redelivery while extended"
+    );
+}
+
+#[tokio::test]
+async fn concurrency_is_bounded() {
+    let (d, q) = setup(40).await;
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (r, p) = (running.clone(), peak.clone());
+    Consumer::builder(q.clone())
+        .concurrency(3)
+        .prefetch(10)
+        .until_empty(true)
+        .build(d.clone(), move |_d: Delivery| {
+            let (r, p) = (r.clone(), p.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                p.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+            }
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(peak.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn shutdown_lets_running_handlers_finish() {
+    let (d, q) = setup(1).await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let s = started.clone();
+    let consumer = Consumer::builder(q.clone()).build(d.clone(), move |_d: Delivery| {
+        let s = s.clone();
+        async move {
+            s.notify_one();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let report = consumer
+        .run(async move { started.notified().await })
+        .await
+        .expect("run");
+    assert_eq!(
+        report.acked, 1,
+        "the running handler finished and was acked"
+    );
+    assert!(d.stats(Some(&q)).await.expect("stats")[0].is_drained());
+}
+
+#[tokio::test]
+async fn handlers_past_the_grace_period_hand_their_message_back() {
+    let (d, q) = setup(1).await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let calls = Arc::new(AtomicU32::new(0));
+    let (s, c) = (started.clone(), calls.clone());
+    let report = Consumer::builder(q.clone())
+        .grace(Duration::from_millis(100))
+        .build(d.clone(), move |_d: Delivery| {
+            let (s, c) = (s.clone(), c.clone());
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                s.notify_one();
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        })
+        .run(async move { started.notified().await })
+        .await
+        .expect("run");
+    assert_eq!((report.acked, report.retried), (0, 1));
+    let stats = d.stats(Some(&q)).await.expect("stats");
+    assert_eq!(
+        stats[0].ready, 1,
+        "the message is ready for the next worker at once"
+    );
+}
+
+#[tokio::test]
+async fn missing_queue_is_an_error_not_a_hang() {
+    let d = Arc::new(MemoryDriver::new());
+    let err = Consumer::builder(QueueName::new("nope").expect("name"))
+        .build(d, |_d: Delivery| async {})
+        .run(std::future::pending())
+        .await
+        .expect_err("missing queue");
+    assert_eq!(err.kind(), ferry_core::ErrorKind::QueueNotFound);
+}
