@@ -41,6 +41,16 @@ impl Default for EmbeddedOptions {
     }
 }
 
+/// How much work the group-commit writer of this handle has done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    /// Transactions committed (each one fsync).
+    pub commits: u64,
+    /// Operations applied in those commits; `operations / commits` is the average
+    /// group size.
+    pub operations: u64,
+}
+
 /// The embedded, durable, multi-process [`Driver`]; see the crate docs.
 #[derive(Debug, Clone)]
 pub struct EmbeddedDriver {
@@ -130,12 +140,39 @@ impl EmbeddedDriver {
         &self.inner.path
     }
 
+    /// Commits and operations of this handle's writer since it was opened.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// let driver = ferry_embedded::EmbeddedDriver::open(dir.path())?;
+    /// assert!(driver.commit_stats().commits <= driver.commit_stats().operations);
+    /// # Ok::<(), ferry_core::Error>(())
+    /// ```
+    pub fn commit_stats(&self) -> CommitStats {
+        use std::sync::atomic::Ordering;
+        let c = self.inner.writer.counters();
+        CommitStats {
+            commits: c.commits.load(Ordering::Relaxed),
+            operations: c.operations.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `work` in a group commit; it cannot make messages deliverable.
     async fn write<R, F>(&self, work: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
-        self.inner.writer.run(work).await
+        self.inner.writer.run(false, work).await
+    }
+
+    /// Runs `work` in a group commit and wakes this process's long polls after it.
+    async fn write_waking<R, F>(&self, work: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> Result<R> + Send + 'static,
+    {
+        self.inner.writer.run(true, work).await
     }
 
     /// Runs a read-only `work` on the read connection, off the async threads.
@@ -227,7 +264,7 @@ impl DeadLetters for EmbeddedDriver {
 
     async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
         let q = queue.clone();
-        self.write(move |c| ops::requeue_dead_letters(c, &q, &selection))
+        self.write_waking(move |c| ops::requeue_dead_letters(c, &q, &selection))
             .await
     }
 
@@ -248,7 +285,7 @@ impl Driver for EmbeddedDriver {
         self.inner.options.limits.validate_batch(&batch)?;
         let q = queue.clone();
         let (enqueued, duplicates) = self
-            .write(move |c| ops::enqueue(c, &q, &batch, None))
+            .write_waking(move |c| ops::enqueue(c, &q, &batch, None))
             .await?;
         let mut report = SendReport::default();
         report.enqueued = enqueued;
@@ -265,7 +302,7 @@ impl Driver for EmbeddedDriver {
         validate_route_key(route_key)?;
         self.inner.options.limits.validate_batch(&batch)?;
         let (t, key) = (topic.clone(), route_key.to_string());
-        self.write(move |c| {
+        self.write_waking(move |c| {
             let queues = ops::route(c, &t, &key)?;
             if queues.is_empty() {
                 return Err(Error::new(
@@ -291,25 +328,40 @@ impl Driver for EmbeddedDriver {
         }
         let deadline = tokio::time::Instant::now() + options.wait;
         loop {
+            // Both change signals are taken *before* looking, so a send that commits
+            // between the look and the wait is never missed.
             let committed = self.inner.committed.notified();
+            let version = if options.wait.is_zero() {
+                None
+            } else {
+                Some(self.read(ops::data_version).await?)
+            };
             let (q, max, lease) = (queue.clone(), options.max, options.lease);
             let got = self.write(move |c| ops::receive(c, &q, max, lease)).await?;
+            let Some(version) = version else {
+                return Ok(got.deliveries);
+            };
             if !got.deliveries.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(got.deliveries);
             }
-            self.wait_for_change(committed, deadline, got.next_due)
+            self.wait_for_change(committed, version, deadline, got.next_due)
                 .await?;
         }
     }
 
     async fn settle(&self, batch: Vec<Settlement>) -> Result<Vec<Result<()>>> {
-        self.write(move |c| {
-            Ok(batch
-                .iter()
-                .map(|s| ops::settle(c, &s.receipt, &s.action))
-                .collect())
-        })
-        .await
+        let wakes = batch
+            .iter()
+            .any(|s| matches!(s.action, ferry_core::SettleAction::Retry { .. }));
+        self.inner
+            .writer
+            .run(wakes, move |c| {
+                Ok(batch
+                    .iter()
+                    .map(|s| ops::settle(c, &s.receipt, &s.action))
+                    .collect())
+            })
+            .await
     }
 
     async fn extend(&self, receipt: &Receipt, lease: Duration) -> Result<SystemTime> {
@@ -330,6 +382,7 @@ impl EmbeddedDriver {
     async fn wait_for_change(
         &self,
         committed: tokio::sync::futures::Notified<'_>,
+        start_version: i64,
         deadline: tokio::time::Instant,
         next_due: Option<i64>,
     ) -> Result<()> {
@@ -339,7 +392,6 @@ impl EmbeddedDriver {
             tokio::time::Instant::now() + Duration::from_millis(ms)
         });
         let until = due_at.map_or(deadline, |d| d.min(deadline));
-        let start_version = self.read(ops::data_version).await?;
         loop {
             let now = tokio::time::Instant::now();
             if now >= until {

@@ -38,7 +38,7 @@ mod ops;
 mod schema;
 mod writer;
 
-pub use driver::{EmbeddedDriver, EmbeddedOptions};
+pub use driver::{CommitStats, EmbeddedDriver, EmbeddedOptions};
 
 /// The name of the database file inside a data directory.
 pub const DATA_FILE: &str = "ferry.db";

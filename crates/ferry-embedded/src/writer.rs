@@ -10,6 +10,7 @@
 //! fails, every operation in it gets the error. The measured effect is in
 //! ARCHITECTURE.md.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -22,6 +23,9 @@ use crate::error::from_sqlite;
 
 /// An operation queued for the writer thread.
 trait Job: Send {
+    /// Whether a successful commit of this job can make messages deliverable, so
+    /// long-polling receivers in this process should look again.
+    fn wakes(&self) -> bool;
     /// Runs the operation inside the open transaction (within its own savepoint).
     fn run(&mut self, conn: &Connection);
     /// Delivers the result once the commit succeeded, or the commit's error.
@@ -29,6 +33,7 @@ trait Job: Send {
 }
 
 struct TypedJob<R, F> {
+    wakes: bool,
     work: Option<F>,
     result: Option<Result<R, Error>>,
     reply: oneshot::Sender<Result<R, Error>>,
@@ -39,6 +44,10 @@ where
     R: Send,
     F: FnOnce(&Connection) -> Result<R, Error> + Send,
 {
+    fn wakes(&self) -> bool {
+        self.wakes
+    }
+
     fn run(&mut self, conn: &Connection) {
         let Some(work) = self.work.take() else {
             return;
@@ -71,9 +80,19 @@ where
     }
 }
 
+/// Counters of the writer thread, for observability and for tests.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Transactions committed.
+    pub(crate) commits: AtomicU64,
+    /// Operations applied (each in one of those commits).
+    pub(crate) operations: AtomicU64,
+}
+
 /// Handle to the writer thread.
 #[derive(Debug)]
 pub(crate) struct Writer {
+    counters: Arc<Counters>,
     jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
     thread: Mutex<Option<thread::JoinHandle<()>>>,
 }
@@ -82,24 +101,31 @@ impl Writer {
     /// Starts the writer thread on `conn`; `committed` is notified after every commit.
     pub(crate) fn start(conn: Connection, max_batch: usize, committed: Arc<Notify>) -> Self {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let counters = Arc::new(Counters::default());
+        let c = counters.clone();
         let thread = thread::Builder::new()
             .name("ferry-embedded-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_batch.max(1), committed))
+            .spawn(move || writer_loop(conn, rx, max_batch.max(1), committed, c))
             .ok();
         Writer {
+            counters,
             jobs: Mutex::new(thread.as_ref().map(|_| tx)),
             thread: Mutex::new(thread),
         }
     }
 
-    /// Runs `work` in the next group commit; resolves once it is durable.
-    pub(crate) async fn run<R, F>(&self, work: F) -> Result<R, Error>
+    /// Runs `work` in the next group commit; resolves once it is durable. `wakes`
+    /// says whether the work can make messages deliverable (sends, retries, requeues):
+    /// only those commits wake this process's long-polling receivers, so idle
+    /// receives do not wake each other in a loop.
+    pub(crate) async fn run<R, F>(&self, wakes: bool, work: F) -> Result<R, Error>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
         let job = Box::new(TypedJob {
+            wakes,
             work: Some(work),
             result: None,
             reply,
@@ -120,6 +146,11 @@ impl Writer {
                 "the embedded store's writer stopped before answering; the operation may or may not have been applied",
             ))
         })
+    }
+
+    /// The commit and operation counters.
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     /// Stops accepting work, lets queued work finish, and joins the thread.
@@ -144,6 +175,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Box<dyn Job>>,
     max_batch: usize,
     committed: Arc<Notify>,
+    counters: Arc<Counters>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
@@ -155,10 +187,17 @@ fn writer_loop(
             }
         }
         let outcome = commit_batch(&mut conn, &mut batch);
+        let wakes = batch.iter().any(|j| j.wakes());
+        if outcome.is_ok() {
+            counters.commits.fetch_add(1, Ordering::Relaxed);
+            counters
+                .operations
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
         for job in batch.drain(..) {
             job.finish(outcome.as_ref().map(|_| ()));
         }
-        if outcome.is_ok() {
+        if outcome.is_ok() && wakes {
             committed.notify_waiters();
         }
     }

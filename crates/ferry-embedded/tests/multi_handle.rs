@@ -77,3 +77,68 @@ async fn two_handles_share_one_directory() {
     }
     assert_eq!(seen.len(), 300);
 }
+
+/// An idle long poll watches for changes without hammering the writer: without this,
+/// a waiting receive that wakes on its own commit spins through thousands of empty
+/// transactions a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_long_poll_does_not_spin() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = EmbeddedDriver::open(dir.path()).expect("open");
+    let q = ferry_testkit::unique_queue("idle");
+    d.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create");
+    let before = d.commit_stats();
+    let got = d
+        .receive(
+            &q,
+            ReceiveOptions::max(1).with_wait(Duration::from_millis(1500)),
+        )
+        .await
+        .expect("receive");
+    assert!(got.is_empty());
+    let after = d.commit_stats();
+    let ops = after.operations - before.operations;
+    assert!(
+        ops <= 5,
+        "an idle 1.5 s long poll ran {ops} write operations"
+    );
+}
+
+/// Concurrent sends share commits (group commit), and every one is still durable on return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_share_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = EmbeddedDriver::open(dir.path()).expect("open");
+    let q = ferry_testkit::unique_queue("group");
+    d.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create");
+    let before = d.commit_stats();
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (d, q) = (d.clone(), q.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..20 {
+                d.send(&q, vec![Message::new("x")]).await.expect("send");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join");
+    }
+    let after = d.commit_stats();
+    let (ops, commits) = (
+        after.operations - before.operations,
+        after.commits - before.commits,
+    );
+    assert_eq!(ops, 640);
+    assert!(
+        commits < ops,
+        "{commits} commits for {ops} sends: no grouping happened"
+    );
+    drop(d);
+    let reopened = EmbeddedDriver::open(dir.path()).expect("reopen");
+    assert_eq!(reopened.stats(Some(&q)).await.expect("stats")[0].ready, 640);
+}
