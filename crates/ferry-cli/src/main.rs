@@ -1,1 +1,68 @@
-fn main() {}
+//! The `ferry` binary: queues, topics, send, publish, consume, dead letters, stats,
+//! demo and bench over any backend, chosen with `--backend URL` (or `FERRY_BACKEND`).
+//!
+//! `main` only parses, dispatches and turns the result into an exit status (see
+//! [`exit`]): 0 on success, 2 for input errors, 1 for backend and runtime failures.
+
+mod args;
+mod commands;
+mod exec;
+mod exit;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::args::{Cli, Command};
+use crate::commands::{bench, consume, demo, dlq, queue, send, stats, topic};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return exit::report_clap(&e),
+    };
+    // Diagnostics (transient backend errors, lease problems) go to stderr; RUST_LOG
+    // raises the level.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => exit::report(&e),
+    }
+}
+
+async fn run(cli: Cli) -> ferry::Result<()> {
+    // Commands that choose their own backend.
+    let command = match cli.command {
+        Command::Demo(args) => return demo::run(args).await,
+        Command::Bench(args) => return bench::run(backend_url(&cli.backend), args).await,
+        other => other,
+    };
+    let driver = ferry::connect(backend_url(&cli.backend))?;
+    match command {
+        Command::Queue(c) => queue::run(&*driver, c).await,
+        Command::Topic(c) => topic::run(&*driver, c).await,
+        Command::Send(a) => send::send(&*driver, a).await,
+        Command::Publish(a) => send::publish(&*driver, a).await,
+        Command::Consume(a) => consume::run(driver, a).await,
+        Command::Dlq(c) => dlq::run(&*driver, c).await,
+        Command::Stats(a) => stats::run(&*driver, a).await,
+        Command::Demo(_) | Command::Bench(_) => Ok(()),
+    }
+}
+
+/// The backend URL, treating an empty `FERRY_BACKEND=` like an unset one.
+fn backend_url(flag: &str) -> &str {
+    if flag.trim().is_empty() {
+        ferry::DEFAULT_BACKEND
+    } else {
+        flag
+    }
+}

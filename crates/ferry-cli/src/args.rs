@@ -1,0 +1,405 @@
+//! The command line, declared with clap's derive API.
+//!
+//! Input is validated here, at parse time, with the same functions the library uses
+//! (`QueueName::from_str`, `parse_duration`, `validate_pattern`, ...), so a bad argument
+//! is rejected before any backend is opened and the error names the fix.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use ferry::{QueueName, TopicName, parse_duration};
+
+/// ferry: reliable messaging from the command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ferry",
+    version,
+    about = "Reliable messaging: durable queues, topics, retries and dead letters",
+    long_about = "Reliable messaging: durable queues, topics, retries and dead letters.\n\n\
+        Start with `ferry demo` to see it work, then create a queue, send to it and consume \
+        it with any program: `ferry consume QUEUE --exec 'your-command'` runs the command \
+        once per message with the payload on stdin.",
+    after_help = "Durations are written like 500ms, 30s, 5m, 2h or 1d.\n\
+        Names of queues and topics use A-Z a-z 0-9 _ - . (at most 128 characters)."
+)]
+pub struct Cli {
+    /// Backend URL: file:PATH (embedded on-disk store, the default), memory:
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_BACKEND",
+        hide_env_values = true,
+        default_value = ferry::DEFAULT_BACKEND,
+        value_name = "URL"
+    )]
+    pub backend: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, list and delete queues.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Create and list topics; bind them to queues with route-key patterns.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Send one message to a queue and print its id.
+    Send(SendArgs),
+    /// Publish one message to a topic; it reaches every queue bound with a matching pattern.
+    Publish(PublishArgs),
+    /// Run a command for every message of a queue (payload on stdin; exit 0 acks).
+    Consume(ConsumeArgs),
+    /// Inspect, requeue, delete and purge dead letters.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Message counts per queue: ready, delayed, in flight, dead.
+    Stats(StatsArgs),
+    /// A self-contained tour: 300 messages, failures, retries, dead letters (ignores --backend).
+    Demo(DemoArgs),
+    /// Measure send and receive+ack throughput and latency on a backend.
+    Bench(BenchArgs),
+}
+
+/// `ferry queue ...`
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// Create a queue, or change the given settings of an existing one.
+    Create(QueueCreateArgs),
+    /// List queues and their settings.
+    List(JsonFlag),
+    /// Delete a queue with its messages, dead letters and bindings.
+    Delete {
+        /// The queue.
+        name: QueueName,
+    },
+}
+
+/// `ferry queue create`
+#[derive(Debug, Args)]
+pub struct QueueCreateArgs {
+    /// The queue name.
+    pub name: QueueName,
+    /// Delay applied to messages sent without their own delay (default 0).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// Deliveries before a failing message is dead-lettered (default 10).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+    /// How long a consumer holds a message before it is handed to another (default 30s).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub lease: Option<Duration>,
+}
+
+/// A `--json` switch.
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ferry topic ...`
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic (no-op if it exists).
+    Create {
+        /// The topic name.
+        name: TopicName,
+    },
+    /// List topics.
+    List(JsonFlag),
+    /// Delete a topic and its bindings (queues and their messages stay).
+    Delete {
+        /// The topic name.
+        name: TopicName,
+    },
+    /// Route messages published to TOPIC whose route key matches PATTERN into QUEUE.
+    #[command(
+        after_help = "Patterns are dot-separated words: '*' matches exactly one word, \
+        '#' zero or more.\nExample: ferry topic bind orders billing 'order.*.paid'"
+    )]
+    Bind(BindArgs),
+    /// Remove a binding.
+    Unbind(BindArgs),
+    /// List the bindings of a topic.
+    Bindings {
+        /// The topic name.
+        topic: TopicName,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `ferry topic bind|unbind TOPIC QUEUE PATTERN`
+#[derive(Debug, Args)]
+pub struct BindArgs {
+    /// The topic.
+    pub topic: TopicName,
+    /// The queue that receives matching messages.
+    pub queue: QueueName,
+    /// Route-key pattern: words separated by '.', '*' one word, '#' zero or more.
+    #[arg(value_parser = parse_pattern)]
+    pub pattern: String,
+}
+
+/// Options shared by `send` and `publish`.
+#[derive(Debug, Args)]
+pub struct MessageArgs {
+    /// The payload; read from stdin when omitted.
+    pub payload: Option<String>,
+    /// Message id (a business key); a generated UUIDv7 when omitted. While a message
+    /// with this id is queued, sending it again does nothing.
+    #[arg(long, value_name = "ID", value_parser = parse_message_id)]
+    pub id: Option<String>,
+    /// Deliver no earlier than this long from now (overrides the queue's delay).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub delay: Option<Duration>,
+    /// Priority 0-255; higher is delivered first.
+    #[arg(long, value_name = "N")]
+    pub priority: Option<u8>,
+    /// A header, as KEY=VALUE; repeat for more.
+    #[arg(long = "header", value_name = "K=V", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
+}
+
+/// `ferry send QUEUE [PAYLOAD]`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  ferry send emails '{\"to\":\"ann@example.com\"}'\n  \
+    echo hello | ferry send jobs --delay 30s --header kind=greeting"
+)]
+pub struct SendArgs {
+    /// The queue.
+    pub queue: QueueName,
+    /// The message.
+    #[command(flatten)]
+    pub message: MessageArgs,
+}
+
+/// `ferry publish TOPIC ROUTE_KEY [PAYLOAD]`
+#[derive(Debug, Args)]
+#[command(after_help = "Example:\n  ferry publish orders order.eu.paid '{\"order\":42}'")]
+pub struct PublishArgs {
+    /// The topic.
+    pub topic: TopicName,
+    /// Route key: words separated by '.', like order.eu.paid.
+    #[arg(value_parser = parse_route_key)]
+    pub route_key: String,
+    /// The message.
+    #[command(flatten)]
+    pub message: MessageArgs,
+}
+
+/// `ferry consume QUEUE --exec CMD`
+#[derive(Debug, Args)]
+#[command(after_help = "The command runs with `sh -c`, once per message:\n  \
+    stdin            the payload\n  \
+    FERRY_MESSAGE_ID the message id\n  \
+    FERRY_QUEUE      the queue\n  \
+    FERRY_ATTEMPT    1 on the first delivery, 2 on the first retry, ...\n  \
+    FERRY_ROUTE_KEY  the route key it was published with (empty for a direct send)\n\
+    Exit status 0 acks the message; any other status retries it with backoff, and the \
+    last allowed attempt moves it to the dead letters with the status and the end of \
+    stderr as its error.\n\
+    SIGINT or SIGTERM stops receiving and gives running commands up to --grace to finish \
+    (Ctrl-C in a terminal reaches the commands too; a command it interrupts is retried).\n\n\
+    Example:\n  ferry consume emails --exec 'python3 send_email.py' --concurrency 4")]
+pub struct ConsumeArgs {
+    /// The queue.
+    pub queue: QueueName,
+    /// The command to run per message (with sh -c).
+    #[arg(long, value_name = "CMD")]
+    pub exec: String,
+    /// How many commands run at once.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub concurrency: usize,
+    /// Attempts before a failing message is dead-lettered (default: the queue's setting).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: Option<u32>,
+    /// Lease per message, renewed while the command runs (default: the queue's setting).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub lease: Option<Duration>,
+    /// Kill the command and count a failed attempt after this long (default: no limit).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Exit once the queue has nothing ready, delayed or in flight.
+    #[arg(long)]
+    pub until_empty: bool,
+    /// On SIGINT/SIGTERM, how long running commands may take before they are killed
+    /// and their messages handed back.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// Delay before the first retry; doubles each attempt (with jitter).
+    #[arg(long, value_name = "DUR", default_value = "1s", value_parser = parse_duration)]
+    pub backoff: Duration,
+    /// Longest delay between retries.
+    #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+}
+
+/// `ferry dlq ...`
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List a queue's dead letters, oldest first.
+    List(DlqListArgs),
+    /// Show one dead letter with its payload.
+    Show {
+        /// The queue.
+        queue: QueueName,
+        /// The message id.
+        #[arg(value_parser = parse_message_id)]
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead letters back into the queue, ready now, with attempts reset.
+    Requeue {
+        /// The queue.
+        queue: QueueName,
+        /// Message ids to requeue.
+        #[arg(required_unless_present = "all", value_parser = parse_message_id)]
+        ids: Vec<String>,
+        /// Requeue every dead letter of the queue.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Delete dead letters for good.
+    Delete {
+        /// The queue.
+        queue: QueueName,
+        /// Message ids to delete.
+        #[arg(required = true, value_parser = parse_message_id)]
+        ids: Vec<String>,
+    },
+    /// Delete every dead letter of a queue for good.
+    Purge {
+        /// The queue.
+        queue: QueueName,
+    },
+}
+
+/// `ferry dlq list`
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    /// The queue.
+    pub queue: QueueName,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Show at most this many.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub limit: u64,
+    /// Skip this many first.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub offset: u64,
+    /// Only dead letters with this reason (max_attempts, rejected, timeout, lease_expired, ...).
+    #[arg(long, value_name = "R")]
+    pub reason: Option<String>,
+}
+
+/// `ferry stats [QUEUE]`
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Only this queue.
+    pub queue: Option<QueueName>,
+    /// Print JSON: {"queues":[{"name","ready","delayed","in_flight","dead"}]}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `ferry demo`
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Runs a self-contained tour in a fresh temporary data directory \
+    (--backend is ignored): creates a queue, sends 300 messages, consumes them with 8 workers \
+    while every 10th message fails once and every 50th always fails, then shows the retries, \
+    the dead letters and how to requeue them. The directory is kept so you can explore it \
+    with the commands printed at the end."
+)]
+pub struct DemoArgs {
+    /// Where to create the demo's data directory (default: the system's temp directory).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// `ferry bench`
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Prints `enqueue_jobs_per_s=... process_jobs_per_s=...` and a line of \
+    per-call latency percentiles. Uses a fresh queue and deletes it at the end."
+)]
+pub struct BenchArgs {
+    /// Messages to send and then consume.
+    #[arg(long, value_name = "N", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub messages: u64,
+    /// Payload size in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 100)]
+    pub size: usize,
+    /// Messages per send call and most messages per receive call.
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub batch: usize,
+    /// Concurrent producer tasks, then concurrent consumer tasks.
+    #[arg(long, value_name = "C", default_value_t = 4,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000))]
+    pub consumers: usize,
+    /// Commit every operation on its own (file: backends only), to measure group commit.
+    #[arg(long)]
+    pub no_group_commit: bool,
+}
+
+fn parse_pattern(s: &str) -> Result<String, ferry::Error> {
+    ferry::validate_pattern(s)?;
+    Ok(s.to_string())
+}
+
+fn parse_route_key(s: &str) -> Result<String, ferry::Error> {
+    ferry::validate_route_key(s)?;
+    Ok(s.to_string())
+}
+
+fn parse_message_id(s: &str) -> Result<String, ferry::Error> {
+    ferry::validate_message_id(s)?;
+    Ok(s.to_string())
+}
+
+/// Parses `KEY=VALUE` (the value may contain `=`; the key may not be empty).
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        Some(_) => Err(format!("header '{s}' has an empty name; write KEY=VALUE")),
+        None => Err(format!("header '{s}' has no '='; write KEY=VALUE")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn headers() {
+        assert_eq!(
+            parse_header("a=b=c"),
+            Ok(("a".to_string(), "b=c".to_string()))
+        );
+        assert_eq!(parse_header("a="), Ok(("a".to_string(), String::new())));
+        assert!(parse_header("ab").is_err());
+        assert!(parse_header("=b").is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! One module per top-level command; each takes its parsed arguments and a driver and
+//! returns `ferry::Result`, so error reporting and exit codes live in one place
+//! (`main`/`exit`).
+
+pub mod bench;
+pub mod consume;
+pub mod demo;
+pub mod dlq;
+pub mod queue;
+pub mod send;
+pub mod stats;
+pub mod topic;
