@@ -65,16 +65,21 @@ fn ms_to_duration(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-fn queue_options(conn: &Connection, queue: &QueueName) -> Result<QueueOptions> {
+/// The queue's internal id (messages and dead letters are keyed by it: short index
+/// keys, and a deleted-then-recreated queue never sees old rows) and its settings.
+fn queue_options(conn: &Connection, queue: &QueueName) -> Result<(i64, QueueOptions)> {
     conn.prepare_cached(
-        "SELECT default_delay_ms, max_attempts, lease_ms FROM queues WHERE name = ?1",
+        "SELECT qid, default_delay_ms, max_attempts, lease_ms FROM queues WHERE name = ?1",
     )
     .ctx("cannot read queue settings")?
     .query_row([queue.as_str()], |r| {
-        Ok(QueueOptions::default()
-            .with_default_delay(ms_to_duration(r.get(0)?))
-            .with_max_attempts(u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX))
-            .with_lease(ms_to_duration(r.get(2)?)))
+        Ok((
+            r.get(0)?,
+            QueueOptions::default()
+                .with_default_delay(ms_to_duration(r.get(1)?))
+                .with_max_attempts(u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX))
+                .with_lease(ms_to_duration(r.get(3)?)),
+        ))
     })
     .optional()
     .ctx("cannot read queue settings")?
@@ -101,7 +106,7 @@ pub(crate) fn create_queue(conn: &Connection, q: &QueueName, o: &QueueOptions) -
 }
 
 pub(crate) fn get_queue(conn: &Connection, q: &QueueName) -> Result<QueueInfo> {
-    Ok(QueueInfo::new(q.clone(), queue_options(conn, q)?))
+    Ok(QueueInfo::new(q.clone(), queue_options(conn, q)?.1))
 }
 
 pub(crate) fn list_queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
@@ -123,19 +128,16 @@ pub(crate) fn list_queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
 }
 
 pub(crate) fn delete_queue(conn: &Connection, q: &QueueName) -> Result<()> {
-    let n = conn
-        .execute("DELETE FROM queues WHERE name = ?1", [q.as_str()])
-        .ctx("cannot delete queue")?;
-    if n == 0 {
-        return Err(Error::queue_not_found(q.as_str()));
-    }
+    let (qid, _) = queue_options(conn, q)?;
     for sql in [
-        "DELETE FROM messages WHERE queue = ?1",
-        "DELETE FROM dead_letters WHERE queue = ?1",
-        "DELETE FROM bindings WHERE queue = ?1",
+        "DELETE FROM messages WHERE qid = ?1",
+        "DELETE FROM dead_letters WHERE qid = ?1",
+        "DELETE FROM queues WHERE qid = ?1",
     ] {
-        conn.execute(sql, [q.as_str()]).ctx("cannot delete queue")?;
+        conn.execute(sql, [qid]).ctx("cannot delete queue")?;
     }
+    conn.execute("DELETE FROM bindings WHERE queue = ?1", [q.as_str()])
+        .ctx("cannot delete queue")?;
     Ok(())
 }
 
@@ -237,15 +239,15 @@ pub(crate) fn enqueue(
     batch: &[Message],
     route_key: Option<&str>,
 ) -> Result<(u64, Vec<String>)> {
-    let options = queue_options(conn, queue)?;
+    let (qid, options) = queue_options(conn, queue)?;
     let now = SystemTime::now();
     let now_ms = to_millis(now);
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO messages
-               (queue, id, state, lane, priority, avail_at, enqueued_at, route_key, headers, payload, checksum)
+               (qid, id, state, lane, priority, avail_at, enqueued_at, route_key, headers, payload, checksum)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (queue, id) DO NOTHING",
+             ON CONFLICT (qid, id) DO NOTHING",
         )
         .ctx("cannot enqueue")?;
     let mut enqueued = 0;
@@ -271,7 +273,7 @@ pub(crate) fn enqueue(
         );
         let n = stmt
             .execute(params![
-                queue.as_str(),
+                qid,
                 m.id(),
                 state,
                 lane,
@@ -314,19 +316,19 @@ pub(crate) fn route(
 
 /// Makes due delayed messages and expired leases ready; dead-letters expired leases
 /// that were on their last attempt.
-fn promote(conn: &Connection, queue: &QueueName, max_attempts: u32, now: i64) -> Result<()> {
+fn promote(conn: &Connection, qid: i64, max_attempts: u32, now: i64) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO dead_letters
-           (queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+           (qid, id, priority, enqueued_at, route_key, headers, payload, checksum,
             attempts, reason, last_error, first_failed_at, dead_at)
-         SELECT queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+         SELECT qid, id, priority, enqueued_at, route_key, headers, payload, checksum,
                 attempts, ?4, last_error, COALESCE(first_failed_at, avail_at), ?2
          FROM messages
-         WHERE queue = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2 AND attempts >= ?3",
+         WHERE qid = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2 AND attempts >= ?3",
     )
     .ctx("cannot reclaim expired leases")?
     .execute(params![
-        queue.as_str(),
+        qid,
         now,
         i64::from(max_attempts),
         reason::LEASE_EXPIRED
@@ -334,20 +336,20 @@ fn promote(conn: &Connection, queue: &QueueName, max_attempts: u32, now: i64) ->
     .ctx("cannot reclaim expired leases")?;
     conn.prepare_cached(
         "DELETE FROM messages
-         WHERE queue = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2 AND attempts >= ?3",
+         WHERE qid = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2 AND attempts >= ?3",
     )
     .ctx("cannot reclaim expired leases")?
-    .execute(params![queue.as_str(), now, i64::from(max_attempts)])
+    .execute(params![qid, now, i64::from(max_attempts)])
     .ctx("cannot reclaim expired leases")?;
     conn.prepare_cached(
         "UPDATE messages
          SET state = 0, lane = 255 - priority,
              first_failed_at = CASE WHEN state = 2 THEN COALESCE(first_failed_at, avail_at)
                                     ELSE first_failed_at END
-         WHERE queue = ?1 AND state IN (1, 2) AND lane = 0 AND avail_at <= ?2",
+         WHERE qid = ?1 AND state IN (1, 2) AND lane = 0 AND avail_at <= ?2",
     )
     .ctx("cannot promote due messages")?
-    .execute(params![queue.as_str(), now])
+    .execute(params![qid, now])
     .ctx("cannot promote due messages")?;
     Ok(())
 }
@@ -407,46 +409,55 @@ pub(crate) fn receive(
     max: usize,
     lease: Option<Duration>,
 ) -> Result<Received> {
-    let options = queue_options(conn, queue)?;
+    let (qid, options) = queue_options(conn, queue)?;
     let now = now_millis();
-    promote(conn, queue, options.max_attempts, now)?;
+    promote(conn, qid, options.max_attempts, now)?;
     let lease_ms = duration_millis(lease.unwrap_or(options.lease)).max(1);
     let lease_until = now.saturating_add(lease_ms);
     let rows: Vec<Row0> = {
         let mut stmt = conn
             .prepare_cached(
                 "SELECT seq, id, priority, attempts, enqueued_at, route_key, headers, payload, checksum
-                 FROM messages WHERE queue = ?1 AND state = 0
+                 FROM messages WHERE qid = ?1 AND state = 0
                  ORDER BY lane, avail_at, seq LIMIT ?2",
             )
             .ctx("cannot receive")?;
-        stmt.query_map(
-            params![queue.as_str(), i64::try_from(max).unwrap_or(i64::MAX)],
-            |r| {
-                Ok(Row0 {
-                    seq: r.get(0)?,
-                    id: raw_text(r, 1)?.unwrap_or_default(),
-                    priority: r.get(2)?,
-                    attempts: r.get(3)?,
-                    enqueued_at: r.get(4)?,
-                    route_key: raw_text(r, 5)?,
-                    headers: raw_text(r, 6)?.unwrap_or_default(),
-                    payload: raw_text(r, 7)?.unwrap_or_default(),
-                    checksum: r.get(8)?,
-                })
-            },
-        )
+        stmt.query_map(params![qid, i64::try_from(max).unwrap_or(i64::MAX)], |r| {
+            Ok(Row0 {
+                seq: r.get(0)?,
+                id: raw_text(r, 1)?.unwrap_or_default(),
+                priority: r.get(2)?,
+                attempts: r.get(3)?,
+                enqueued_at: r.get(4)?,
+                route_key: raw_text(r, 5)?,
+                headers: raw_text(r, 6)?.unwrap_or_default(),
+                payload: raw_text(r, 7)?.unwrap_or_default(),
+                checksum: r.get(8)?,
+            })
+        })
         .ctx("cannot receive")?
         .collect::<std::result::Result<_, _>>()
         .ctx("cannot receive")?
     };
-    let mut lease_stmt = conn
-        .prepare_cached(
-            "UPDATE messages SET state = 2, lane = 0, avail_at = ?2, attempts = attempts + 1,
-                                 lease_token = ?3
-             WHERE seq = ?1",
-        )
-        .ctx("cannot lease")?;
+    // One statement leases the whole batch: the subquery sees the same rows as the
+    // SELECT above (same transaction). One random token per batch is enough for
+    // fencing because a receipt is `seq:token` and a redelivery draws a new token.
+    // Random rather than a counter: unguessable across processes, nothing shared to write.
+    let token = fastrand::i64(1..);
+    conn.prepare_cached(
+        "UPDATE messages SET state = 2, lane = 0, avail_at = ?3, attempts = attempts + 1,
+                             lease_token = ?4
+         WHERE seq IN (SELECT seq FROM messages WHERE qid = ?1 AND state = 0
+                       ORDER BY lane, avail_at, seq LIMIT ?2)",
+    )
+    .ctx("cannot lease")?
+    .execute(params![
+        qid,
+        i64::try_from(max).unwrap_or(i64::MAX),
+        lease_until,
+        token
+    ])
+    .ctx("cannot lease")?;
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in rows {
         let Some(intact) = row.verify() else {
@@ -462,11 +473,6 @@ pub(crate) fn receive(
             )?;
             continue;
         };
-        // Random tokens: unguessable across processes without a shared counter to write.
-        let token = fastrand::i64(1..);
-        lease_stmt
-            .execute(params![row.seq, lease_until, token])
-            .ctx("cannot lease")?;
         let attempt = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
         let Intact {
             id,
@@ -488,10 +494,10 @@ pub(crate) fn receive(
     }
     let next_due: Option<i64> = conn
         .prepare_cached(
-            "SELECT MIN(avail_at) FROM messages WHERE queue = ?1 AND state IN (1, 2) AND lane = 0",
+            "SELECT MIN(avail_at) FROM messages WHERE qid = ?1 AND state IN (1, 2) AND lane = 0",
         )
         .ctx("cannot receive")?
-        .query_row([queue.as_str()], |r| r.get(0))
+        .query_row([qid], |r| r.get(0))
         .ctx("cannot receive")?;
     Ok(Received {
         deliveries,
@@ -526,9 +532,9 @@ fn dead_letter_seq(
     let n = conn
         .prepare_cached(
             "INSERT INTO dead_letters
-               (queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+               (qid, id, priority, enqueued_at, route_key, headers, payload, checksum,
                 attempts, reason, last_error, first_failed_at, dead_at)
-             SELECT queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+             SELECT qid, id, priority, enqueued_at, route_key, headers, payload, checksum,
                     attempts, ?3, COALESCE(?4, last_error), COALESCE(first_failed_at, ?5), ?5
              FROM messages WHERE seq = ?1 AND (?2 IS NULL OR lease_token = ?2)",
         )
@@ -554,7 +560,7 @@ pub(crate) fn settle(conn: &Connection, receipt: &Receipt, action: &SettleAction
     let applied = match action {
         SettleAction::Ack => {
             conn.prepare_cached(
-                "DELETE FROM messages WHERE seq = ?1 AND lease_token = ?2 AND queue = ?3 AND id = ?4",
+                "DELETE FROM messages WHERE seq = ?1 AND lease_token = ?2 AND id = ?4 AND qid = (SELECT qid FROM queues WHERE name = ?3)",
             )
             .ctx("cannot ack")?
             .execute(params![seq, token, queue, id])
@@ -575,7 +581,7 @@ pub(crate) fn settle(conn: &Connection, receipt: &Receipt, action: &SettleAction
             let sql = format!(
                 "UPDATE messages SET state = ?5, lane = {lane_sql}, avail_at = ?6, lease_token = NULL,
                         last_error = ?7, first_failed_at = COALESCE(first_failed_at, ?8)
-                 WHERE seq = ?1 AND lease_token = ?2 AND queue = ?3 AND id = ?4"
+                 WHERE seq = ?1 AND lease_token = ?2 AND id = ?4 AND qid = (SELECT qid FROM queues WHERE name = ?3)"
             );
             conn.prepare_cached(&sql)
                 .ctx("cannot retry")?
@@ -585,7 +591,7 @@ pub(crate) fn settle(conn: &Connection, receipt: &Receipt, action: &SettleAction
         }
         SettleAction::DeadLetter { reason, error } => {
             let owned: Option<i64> = conn
-                .prepare_cached("SELECT seq FROM messages WHERE seq = ?1 AND queue = ?2 AND id = ?3")
+                .prepare_cached("SELECT seq FROM messages WHERE seq = ?1 AND id = ?3 AND qid = (SELECT qid FROM queues WHERE name = ?2)")
                 .ctx("cannot dead-letter")?
                 .query_row(params![seq, queue, id], |r| r.get(0))
                 .optional()
@@ -606,7 +612,8 @@ pub(crate) fn extend(conn: &Connection, receipt: &Receipt, lease: Duration) -> R
     let n = conn
         .prepare_cached(
             "UPDATE messages SET state = 2, lane = 0, avail_at = ?3
-             WHERE seq = ?1 AND lease_token = ?2 AND queue = ?4 AND id = ?5",
+             WHERE seq = ?1 AND lease_token = ?2 AND id = ?5
+               AND qid = (SELECT qid FROM queues WHERE name = ?4)",
         )
         .ctx("cannot extend lease")?
         .execute(params![
@@ -631,7 +638,6 @@ pub(crate) fn extend(conn: &Connection, receipt: &Receipt, lease: Duration) -> R
 pub(crate) fn stats(conn: &Connection, only: Option<&QueueName>) -> Result<Vec<QueueStats>> {
     let queues: Vec<QueueName> = match only {
         Some(q) => {
-            queue_options(conn, q)?;
             vec![q.clone()]
         }
         None => list_queues(conn)?.into_iter().map(|i| i.name).collect(),
@@ -640,17 +646,17 @@ pub(crate) fn stats(conn: &Connection, only: Option<&QueueName>) -> Result<Vec<Q
     let mut count = conn
         .prepare_cached(
             "SELECT
-               (SELECT count(*) FROM messages WHERE queue = ?1 AND state = 0),
-               (SELECT count(*) FROM messages WHERE queue = ?1 AND state = 1 AND lane = 0 AND avail_at <= ?2),
-               (SELECT count(*) FROM messages WHERE queue = ?1 AND state = 1 AND lane = 0 AND avail_at > ?2),
-               (SELECT count(*) FROM messages WHERE queue = ?1 AND state = 2),
-               (SELECT count(*) FROM dead_letters WHERE queue = ?1)",
+               (SELECT count(*) FROM messages WHERE qid = ?1 AND state = 0),
+               (SELECT count(*) FROM messages WHERE qid = ?1 AND state = 1 AND lane = 0 AND avail_at <= ?2),
+               (SELECT count(*) FROM messages WHERE qid = ?1 AND state = 1 AND lane = 0 AND avail_at > ?2),
+               (SELECT count(*) FROM messages WHERE qid = ?1 AND state = 2),
+               (SELECT count(*) FROM dead_letters WHERE qid = ?1)",
         )
         .ctx("cannot read stats")?;
     let mut out = Vec::with_capacity(queues.len());
     for q in queues {
         let (ready, due, delayed, in_flight, dead): (i64, i64, i64, i64, i64) = count
-            .query_row(params![q.as_str(), now], |r| {
+            .query_row(params![queue_options(conn, &q)?.0, now], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .ctx("cannot read stats")?;
@@ -669,10 +675,10 @@ pub(crate) fn stats(conn: &Connection, only: Option<&QueueName>) -> Result<Vec<Q
 // ---------------------------------------------------------------- dead letters
 
 const DEAD_COLUMNS: &str =
-    "seq, queue, id, priority, enqueued_at, route_key, headers, payload, checksum,
+    "seq, qid, id, priority, enqueued_at, route_key, headers, payload, checksum,
      attempts, reason, last_error, first_failed_at, dead_at";
 
-fn dead_from_row(r: &Row<'_>) -> rusqlite::Result<(DeadLetter, bool)> {
+fn dead_from_row(queue: &QueueName, r: &Row<'_>) -> rusqlite::Result<(DeadLetter, bool)> {
     let id_raw = raw_text(r, 2)?.unwrap_or_default();
     let route_raw = raw_text(r, 5)?;
     let headers_raw = raw_text(r, 6)?.unwrap_or_default();
@@ -680,10 +686,6 @@ fn dead_from_row(r: &Row<'_>) -> rusqlite::Result<(DeadLetter, bool)> {
     let sum: i64 = r.get(8)?;
     let intact = checksum(&id_raw, route_raw.as_deref(), &headers_raw, &payload) == sum;
     let id = String::from_utf8_lossy(&id_raw).into_owned();
-    let queue: String = r.get(1)?;
-    let queue = QueueName::new(queue).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
-    })?;
     let headers = std::str::from_utf8(&headers_raw)
         .ok()
         .and_then(decode_headers);
@@ -694,7 +696,7 @@ fn dead_from_row(r: &Row<'_>) -> rusqlite::Result<(DeadLetter, bool)> {
     Ok((
         DeadLetter {
             id,
-            queue,
+            queue: queue.clone(),
             payload: Bytes::from(payload),
             headers: headers.unwrap_or_default(),
             route_key: route_raw.map(|k| String::from_utf8_lossy(&k).into_owned()),
@@ -724,22 +726,22 @@ pub(crate) fn list_dead_letters(
     queue: &QueueName,
     query: &DeadLetterQuery,
 ) -> Result<Vec<DeadLetter>> {
-    queue_options(conn, queue)?;
+    let (qid, _) = queue_options(conn, queue)?;
     let sql = format!(
         "SELECT {DEAD_COLUMNS} FROM dead_letters
-         WHERE queue = ?1 AND (?2 IS NULL OR reason = ?2)
+         WHERE qid = ?1 AND (?2 IS NULL OR reason = ?2)
          ORDER BY seq LIMIT ?3 OFFSET ?4"
     );
     let mut stmt = conn.prepare_cached(&sql).ctx("cannot list dead letters")?;
     let rows = stmt
         .query_map(
             params![
-                queue.as_str(),
+                qid,
                 query.reason,
                 i64::try_from(query.limit).unwrap_or(i64::MAX),
                 i64::try_from(query.offset).unwrap_or(i64::MAX)
             ],
-            dead_from_row,
+            |r| dead_from_row(queue, r),
         )
         .ctx("cannot list dead letters")?;
     let mut out = Vec::new();
@@ -758,14 +760,14 @@ pub(crate) fn get_dead_letter(
     queue: &QueueName,
     id: &str,
 ) -> Result<DeadLetter> {
-    queue_options(conn, queue)?;
+    let (qid, _) = queue_options(conn, queue)?;
     let sql = format!(
-        "SELECT {DEAD_COLUMNS} FROM dead_letters WHERE queue = ?1 AND id = ?2 ORDER BY seq DESC LIMIT 1"
+        "SELECT {DEAD_COLUMNS} FROM dead_letters WHERE qid = ?1 AND id = ?2 ORDER BY seq DESC LIMIT 1"
     );
     let (d, intact) = conn
         .prepare_cached(&sql)
         .ctx("cannot read dead letter")?
-        .query_row(params![queue.as_str(), id], dead_from_row)
+        .query_row(params![qid, id], |r| dead_from_row(queue, r))
         .optional()
         .ctx("cannot read dead letter")?
         .ok_or_else(|| {
@@ -781,15 +783,15 @@ pub(crate) fn get_dead_letter(
 }
 
 /// The dead-letter rows `selection` picks, newest death of each id first.
-fn selected_seqs(conn: &Connection, queue: &QueueName, selection: &Selection) -> Result<Vec<i64>> {
+fn selected_seqs(conn: &Connection, qid: i64, selection: &Selection) -> Result<Vec<i64>> {
     let mut out = Vec::new();
     match selection {
         Selection::All => {
             let mut stmt = conn
-                .prepare_cached("SELECT seq FROM dead_letters WHERE queue = ?1 ORDER BY seq DESC")
+                .prepare_cached("SELECT seq FROM dead_letters WHERE qid = ?1 ORDER BY seq DESC")
                 .ctx("cannot select dead letters")?;
             let rows = stmt
-                .query_map([queue.as_str()], |r| r.get(0))
+                .query_map([qid], |r| r.get(0))
                 .ctx("cannot select dead letters")?;
             for r in rows {
                 out.push(r.ctx("cannot select dead letters")?);
@@ -798,12 +800,12 @@ fn selected_seqs(conn: &Connection, queue: &QueueName, selection: &Selection) ->
         Selection::Ids(ids) => {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT seq FROM dead_letters WHERE queue = ?1 AND id = ?2 ORDER BY seq DESC",
+                    "SELECT seq FROM dead_letters WHERE qid = ?1 AND id = ?2 ORDER BY seq DESC",
                 )
                 .ctx("cannot select dead letters")?;
             for id in ids {
                 let rows = stmt
-                    .query_map(params![queue.as_str(), id], |r| r.get(0))
+                    .query_map(params![qid, id], |r| r.get(0))
                     .ctx("cannot select dead letters")?;
                 for r in rows {
                     out.push(r.ctx("cannot select dead letters")?);
@@ -819,20 +821,20 @@ pub(crate) fn requeue_dead_letters(
     queue: &QueueName,
     selection: &Selection,
 ) -> Result<u64> {
-    queue_options(conn, queue)?;
+    let (qid, _) = queue_options(conn, queue)?;
     let now = now_millis();
     let mut requeued = 0;
-    for seq in selected_seqs(conn, queue, selection)? {
+    for seq in selected_seqs(conn, qid, selection)? {
         // ON CONFLICT: an id that is live again stays in the dead letters.
         let n = conn
             .prepare_cached(
                 "INSERT INTO messages
-                   (queue, id, state, lane, priority, avail_at, enqueued_at, route_key, headers,
+                   (qid, id, state, lane, priority, avail_at, enqueued_at, route_key, headers,
                     payload, checksum, last_error)
-                 SELECT queue, id, 0, 255 - priority, priority, ?2, enqueued_at, route_key, headers,
+                 SELECT qid, id, 0, 255 - priority, priority, ?2, enqueued_at, route_key, headers,
                         payload, checksum, last_error
                  FROM dead_letters WHERE seq = ?1
-                 ON CONFLICT (queue, id) DO NOTHING",
+                 ON CONFLICT (qid, id) DO NOTHING",
             )
             .ctx("cannot requeue")?
             .execute(params![seq, now])
@@ -853,22 +855,19 @@ pub(crate) fn delete_dead_letters(
     queue: &QueueName,
     selection: &Selection,
 ) -> Result<u64> {
-    queue_options(conn, queue)?;
+    let (qid, _) = queue_options(conn, queue)?;
     let n = match selection {
         Selection::All => conn
-            .execute(
-                "DELETE FROM dead_letters WHERE queue = ?1",
-                [queue.as_str()],
-            )
+            .execute("DELETE FROM dead_letters WHERE qid = ?1", [qid])
             .ctx("cannot purge dead letters")?,
         Selection::Ids(ids) => {
             let mut stmt = conn
-                .prepare_cached("DELETE FROM dead_letters WHERE queue = ?1 AND id = ?2")
+                .prepare_cached("DELETE FROM dead_letters WHERE qid = ?1 AND id = ?2")
                 .ctx("cannot delete dead letters")?;
             let mut n = 0;
             for id in ids {
                 n += stmt
-                    .execute(params![queue.as_str(), id])
+                    .execute(params![qid, id])
                     .ctx("cannot delete dead letters")?;
             }
             n

@@ -33,7 +33,8 @@ pub(crate) const STATE_DELAYED: i64 = 1;
 
 const SCHEMA_V1: &str = "
 CREATE TABLE queues (
-    name             TEXT PRIMARY KEY,
+    qid              INTEGER PRIMARY KEY,
+    name             TEXT NOT NULL UNIQUE,
     default_delay_ms INTEGER NOT NULL,
     max_attempts     INTEGER NOT NULL,
     lease_ms         INTEGER NOT NULL,
@@ -51,7 +52,7 @@ CREATE TABLE bindings (
 ) STRICT;
 CREATE TABLE messages (
     seq             INTEGER PRIMARY KEY,
-    queue           TEXT NOT NULL,
+    qid             INTEGER NOT NULL,
     id              TEXT NOT NULL,
     state           INTEGER NOT NULL,
     lane            INTEGER NOT NULL,
@@ -67,11 +68,11 @@ CREATE TABLE messages (
     last_error      TEXT,
     first_failed_at INTEGER
 ) STRICT;
-CREATE UNIQUE INDEX messages_by_id ON messages (queue, id);
-CREATE INDEX messages_by_lane ON messages (queue, state, lane, avail_at, seq);
+CREATE UNIQUE INDEX messages_by_id ON messages (qid, id);
+CREATE INDEX messages_by_lane ON messages (qid, state, lane, avail_at, seq);
 CREATE TABLE dead_letters (
     seq             INTEGER PRIMARY KEY,
-    queue           TEXT NOT NULL,
+    qid             INTEGER NOT NULL,
     id              TEXT NOT NULL,
     priority        INTEGER NOT NULL,
     enqueued_at     INTEGER NOT NULL,
@@ -85,8 +86,8 @@ CREATE TABLE dead_letters (
     first_failed_at INTEGER,
     dead_at         INTEGER NOT NULL
 ) STRICT;
-CREATE INDEX dead_letters_by_queue ON dead_letters (queue);
-CREATE INDEX dead_letters_by_id ON dead_letters (queue, id);
+CREATE INDEX dead_letters_by_queue ON dead_letters (qid);
+CREATE INDEX dead_letters_by_id ON dead_letters (qid, id);
 ";
 
 /// Per-connection settings: WAL, fsync on every commit, wait for other processes' locks.
