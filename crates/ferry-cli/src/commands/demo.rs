@@ -150,6 +150,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let b = shell_quote(&backend);
     let first = dead.first().map_or("email-050", |d| d.id.as_str());
+    // The claim below is checked, not assumed: every message sent was acked or is
+    // in the dead letters, and the queue holds nothing else.
+    let accounted = report.acked + dead.len() as u64;
+    if accounted != u64::from(MESSAGES) || !stats.iter().all(|s| s.is_drained()) {
+        return Err(Error::internal(format!(
+            "demo accounting failed: sent {MESSAGES}, acked {}, dead-lettered {}, stats {stats:?}",
+            report.acked,
+            dead.len()
+        )));
+    }
     outln!(
         "Nothing was lost: every message was either processed or is waiting in the dead letters."
     )?;
