@@ -147,6 +147,9 @@ pub enum SettleAction {
         /// The error to record as the message's last error.
         error: Option<String>,
     },
+    /// Hand it back unprocessed: deliverable again now, and this delivery does not
+    /// count as an attempt (a worker shutting down gracefully).
+    Release,
     /// Move it to the dead letters.
     DeadLetter {
         /// Why (see [`crate::reason`]).
@@ -297,6 +300,15 @@ pub trait Driver: Topology + DeadLetters {
         self.settle_one(Settlement {
             receipt: receipt.clone(),
             action: SettleAction::Retry { not_before, error },
+        })
+        .await
+    }
+
+    /// Hands one delivery back without counting the attempt.
+    async fn release(&self, receipt: &Receipt) -> Result<()> {
+        self.settle_one(Settlement {
+            receipt: receipt.clone(),
+            action: SettleAction::Release,
         })
         .await
     }

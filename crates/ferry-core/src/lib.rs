@@ -28,6 +28,7 @@ pub mod consumer;
 mod driver;
 mod duration;
 mod error;
+mod idempotency;
 mod memory;
 mod message;
 mod name;
@@ -44,6 +45,7 @@ pub use driver::{
 };
 pub use duration::{format_duration, parse_duration};
 pub use error::{BoxError, Error, ErrorKind, Result};
+pub use idempotency::{Claim, ClaimToken, IdempotencyStore, MemoryIdempotencyStore};
 pub use memory::MemoryDriver;
 pub use message::{
     Binding, DeadLetter, Delay, Delivery, Limits, Message, QueueInfo, QueueOptions, QueueStats,

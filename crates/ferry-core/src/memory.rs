@@ -580,6 +580,13 @@ impl Driver for MemoryDriver {
                         m.first_failed_at.get_or_insert(now);
                         wake = true;
                     }
+                    SettleAction::Release => {
+                        m.state = State::Waiting;
+                        m.avail_at = now;
+                        m.token = None;
+                        m.attempts = m.attempts.saturating_sub(1);
+                        wake = true;
+                    }
                     SettleAction::DeadLetter { reason, error } => {
                         if let Some(m) = q.messages.remove(id) {
                             q.dead.push(to_dead(queue, m, &reason, error, now));

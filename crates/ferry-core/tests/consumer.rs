@@ -5,9 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use ferry_core::consumer::DeadLetterEvent;
 use ferry_core::{
-    Backoff, Consumer, DeadLetterQuery, DeadLetters, Delivery, Driver, MemoryDriver, Message,
-    Outcome, QueueName, QueueOptions, RetryPolicy, Topology, reason,
+    Backoff, Claim, Consumer, DeadLetterQuery, DeadLetters, Delivery, Driver, IdempotencyStore,
+    MemoryDriver, MemoryIdempotencyStore, Message, Outcome, QueueName, QueueOptions, RetryPolicy,
+    Topology, reason,
 };
 
 fn fast_retry(max: u32) -> RetryPolicy {
@@ -293,12 +295,17 @@ async fn handlers_past_the_grace_period_hand_their_message_back() {
         .run(async move { started.notified().await })
         .await
         .expect("run");
-    assert_eq!((report.acked, report.retried), (0, 1));
+    assert_eq!((report.acked, report.retried, report.released), (0, 0, 1));
     let stats = d.stats(Some(&q)).await.expect("stats");
     assert_eq!(
         stats[0].ready, 1,
         "the message is ready for the next worker at once"
     );
+    let again = d
+        .receive(&q, ferry_core::ReceiveOptions::max(1))
+        .await
+        .expect("receive");
+    assert_eq!(again[0].attempt, 1, "the cut-short attempt was not counted");
 }
 
 #[tokio::test]
@@ -310,4 +317,144 @@ async fn missing_queue_is_an_error_not_a_hang() {
         .await
         .expect_err("missing queue");
     assert_eq!(err.kind(), ferry_core::ErrorKind::QueueNotFound);
+}
+
+#[tokio::test]
+async fn fail_hook_runs_after_dead_letter_and_its_failure_keeps_the_message() {
+    let (d, q) = setup(2).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<DeadLetterEvent>::new()));
+    let s2 = seen.clone();
+    let report = Consumer::builder(q.clone())
+        .retry_policy(fast_retry(2))
+        .until_empty(true)
+        .on_dead_letter(move |e: DeadLetterEvent| {
+            let s2 = s2.clone();
+            async move {
+                let fail = e.id == "m1";
+                s2.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+                if fail {
+                    Err("alerting is down")
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .build(d.clone(), |_d: Delivery| async { Err::<(), _>("bad") })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!((report.dead_lettered, report.hook_errors), (2, 1));
+    let events = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert_eq!(events.len(), 2);
+    for e in &events {
+        assert_eq!(e.reason, reason::MAX_ATTEMPTS);
+        assert_eq!(e.attempts, 2);
+        assert_eq!(e.error.as_deref(), Some("bad"));
+    }
+    assert_eq!(
+        dead(&d, &q).await.len(),
+        2,
+        "a failing hook never loses the dead letter"
+    );
+}
+
+#[tokio::test]
+async fn idempotency_skips_work_already_done() {
+    let (d, q) = setup(3).await;
+    let store = Arc::new(MemoryIdempotencyStore::new());
+    // m1's work was done earlier (by a worker that then crashed before its ack).
+    let Claim::Acquired(t) = store
+        .claim("work/m1", Duration::from_secs(5))
+        .await
+        .expect("claim")
+    else {
+        panic!("fresh")
+    };
+    store
+        .complete("work/m1", t, Duration::from_secs(60))
+        .await
+        .expect("complete");
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let report = Consumer::builder(q.clone())
+        .idempotency(store.clone())
+        .until_empty(true)
+        .build(d.clone(), move |_d: Delivery| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "m1 is not processed twice");
+    assert_eq!((report.acked, report.duplicates), (2, 1));
+    assert_eq!(
+        store
+            .claim("work/m0", Duration::from_secs(5))
+            .await
+            .expect("claim"),
+        Claim::Done
+    );
+}
+
+#[tokio::test]
+async fn suspected_duplicate_asks_ensure() {
+    let (d, q) = setup(2).await;
+    let store = Arc::new(MemoryIdempotencyStore::new());
+    // Both keys were claimed by workers that died mid-handler (claims expired).
+    for k in ["work/m0", "work/m1"] {
+        store
+            .claim(k, Duration::from_millis(1))
+            .await
+            .expect("claim");
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let report = Consumer::builder(q.clone())
+        .idempotency(store.clone())
+        // m0's effect is found in "the database"; m1's is not.
+        .ensure(|d: Delivery| async move { Ok::<bool, std::io::Error>(d.id == "m0") })
+        .until_empty(true)
+        .build(d.clone(), move |_d: Delivery| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "only m1 runs again");
+    assert_eq!((report.acked, report.duplicates), (1, 1));
+}
+
+#[tokio::test]
+async fn failed_attempt_releases_the_idempotency_claim() {
+    let (d, q) = setup(1).await;
+    let store = Arc::new(MemoryIdempotencyStore::new());
+    let report = Consumer::builder(q.clone())
+        .idempotency(store.clone())
+        .retry_policy(fast_retry(3))
+        .until_empty(true)
+        .build(d.clone(), |d: Delivery| async move {
+            if d.attempt < 3 {
+                Err("not yet")
+            } else {
+                Ok(())
+            }
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!((report.retried, report.acked, report.duplicates), (2, 1, 0));
+    assert_eq!(
+        store
+            .claim("work/m0", Duration::from_secs(1))
+            .await
+            .expect("claim"),
+        Claim::Done
+    );
 }

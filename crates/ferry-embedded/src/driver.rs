@@ -350,9 +350,12 @@ impl Driver for EmbeddedDriver {
     }
 
     async fn settle(&self, batch: Vec<Settlement>) -> Result<Vec<Result<()>>> {
-        let wakes = batch
-            .iter()
-            .any(|s| matches!(s.action, ferry_core::SettleAction::Retry { .. }));
+        let wakes = batch.iter().any(|s| {
+            matches!(
+                s.action,
+                ferry_core::SettleAction::Retry { .. } | ferry_core::SettleAction::Release
+            )
+        });
         self.inner
             .writer
             .run(wakes, move |c| {

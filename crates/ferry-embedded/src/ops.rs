@@ -589,6 +589,18 @@ pub(crate) fn settle(conn: &Connection, receipt: &Receipt, action: &SettleAction
                 .ctx("cannot retry")?
                 > 0
         }
+        SettleAction::Release => {
+            conn.prepare_cached(
+                "UPDATE messages SET state = 0, lane = 255 - priority, avail_at = ?5,
+                        lease_token = NULL, attempts = MAX(attempts - 1, 0)
+                 WHERE seq = ?1 AND lease_token = ?2 AND id = ?4
+                   AND qid = (SELECT qid FROM queues WHERE name = ?3)",
+            )
+            .ctx("cannot release")?
+            .execute(params![seq, token, queue, id, now])
+            .ctx("cannot release")?
+                > 0
+        }
         SettleAction::DeadLetter { reason, error } => {
             let owned: Option<i64> = conn
                 .prepare_cached("SELECT seq FROM messages WHERE seq = ?1 AND id = ?3 AND qid = (SELECT qid FROM queues WHERE name = ?2)")

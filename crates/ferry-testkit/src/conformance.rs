@@ -33,6 +33,7 @@ pub const ALL: &[&str] = &[
     "lease_expiry_redelivers",
     "extend_keeps_lease",
     "stale_receipt_rejected",
+    "release_does_not_count_an_attempt",
     "retry_at",
     "delays_do_not_block",
     "queue_default_delay",
@@ -274,6 +275,34 @@ pub async fn stale_receipt_rejected(d: Arc<dyn Driver>) {
     assert!(matches!(&results[0], Err(e) if e.kind() == ErrorKind::StaleReceipt));
     assert!(results[1].is_ok());
     assert_eq!(stats(&*d, &q).await, (0, 0, 0, 0));
+}
+
+/// Releasing hands the message back at once without counting the attempt (graceful
+/// shutdown), and a stale receipt cannot release.
+pub async fn release_does_not_count_an_attempt(d: Arc<dyn Driver>) {
+    let q = new_queue(&*d, QueueOptions::default().with_max_attempts(2)).await;
+    send(&*d, &q, vec![Message::new("x").with_id("x")]).await;
+    for _ in 0..5 {
+        let got = recv(&*d, &q, 1, LONG_LEASE).await;
+        assert_eq!(got.len(), 1, "released message is ready again at once");
+        assert_eq!(got[0].attempt, 1, "a released delivery is not counted");
+        d.release(&got[0].receipt).await.expect("release");
+        assert_eq!(stats(&*d, &q).await, (1, 0, 0, 0));
+        expect_kind(
+            d.ack(&got[0].receipt).await,
+            ErrorKind::StaleReceipt,
+            "ack after release",
+        );
+    }
+    let old = recv(&*d, &q, 1, Duration::from_millis(200)).await;
+    let new = recv_wait(&*d, &q, LONG_LEASE).await;
+    assert_eq!(new[0].attempt, 2);
+    expect_kind(
+        d.release(&old[0].receipt).await,
+        ErrorKind::StaleReceipt,
+        "stale release",
+    );
+    ack(&*d, &new[0].receipt).await;
 }
 
 /// `retry(not_before)` hides the message until then, records the error, and the next
@@ -960,7 +989,8 @@ macro_rules! conformance_suite {
     ($setup:expr) => {
         $crate::conformance_suite!(@each $setup;
             send_receive_ack, fifo_within_priority, priority_order, lease_expiry_redelivers,
-            extend_keeps_lease, stale_receipt_rejected, retry_at, delays_do_not_block,
+            extend_keeps_lease, stale_receipt_rejected, release_does_not_count_an_attempt,
+            retry_at, delays_do_not_block,
             queue_default_delay, dead_letter_and_requeue, dead_letter_paging_and_purge,
             lease_expiry_on_last_attempt_dead_letters, topic_fanout_and_patterns,
             route_matching_agrees_with_reference, batch_all_or_nothing,

@@ -30,16 +30,42 @@
 //! ```
 
 mod handler;
+mod hooks;
 mod run;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use handler::Handler;
+pub use hooks::{DeadLetterEvent, Ensure, FailHook};
 
 use crate::driver::Driver;
+use crate::idempotency::IdempotencyStore;
+use crate::message::Delivery;
 use crate::name::QueueName;
 use crate::retry::RetryPolicy;
+
+/// How a delivery maps to its idempotency key.
+pub type KeyFn = Arc<dyn Fn(&Delivery) -> String + Send + Sync>;
+
+/// Idempotency settings of a consumer.
+#[derive(Clone)]
+pub(crate) struct Idempotency {
+    pub(crate) store: Arc<dyn IdempotencyStore>,
+    pub(crate) retention: Duration,
+    pub(crate) key: KeyFn,
+    pub(crate) ensure: Option<Arc<dyn Ensure>>,
+}
+
+impl std::fmt::Debug for Idempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("store", &self.store)
+            .field("retention", &self.retention)
+            .field("ensure", &self.ensure.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Totals of one [`Consumer::run`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,6 +85,13 @@ pub struct ConsumerReport {
     pub timed_out: u64,
     /// Settlements the driver rejected (stale receipts) or that failed.
     pub settle_errors: u64,
+    /// Deliveries handed back unprocessed at shutdown (not counted as attempts).
+    pub released: u64,
+    /// Deliveries acked without running the handler because the idempotency store
+    /// (or the `ensure` callback) said their work was already done.
+    pub duplicates: u64,
+    /// Dead-letter hook calls that failed (the dead letters themselves are safe).
+    pub hook_errors: u64,
 }
 
 /// Configures a [`Consumer`]; start with [`Consumer::builder`].
@@ -73,6 +106,14 @@ pub struct ConsumerBuilder {
     until_empty: bool,
     grace: Duration,
     poll: Duration,
+    idempotency: Option<Idempotency>,
+    fail_hook: Option<Arc<dyn FailHook>>,
+}
+
+impl std::fmt::Debug for dyn FailHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FailHook")
+    }
 }
 
 impl ConsumerBuilder {
@@ -124,6 +165,57 @@ impl ConsumerBuilder {
         self
     }
 
+    /// Makes processing effectively once: each delivery's key (default
+    /// `queue/message-id`) is claimed in `store` before the handler runs and marked
+    /// done after it succeeded, so a redelivered message whose work is done is acked
+    /// without running the handler again. See [`crate::IdempotencyStore`].
+    pub fn idempotency(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
+        self.idempotency = Some(Idempotency {
+            store,
+            retention: Duration::from_secs(24 * 3600),
+            key: Arc::new(|d: &Delivery| format!("{}/{}", d.queue, d.id)),
+            ensure: None,
+        });
+        self
+    }
+
+    /// How long a done key is remembered (default 24 h). Needs [`idempotency`](Self::idempotency).
+    pub fn idempotency_retention(mut self, retention: Duration) -> Self {
+        if let Some(i) = &mut self.idempotency {
+            i.retention = retention;
+        }
+        self
+    }
+
+    /// The idempotency key of a delivery (default `queue/message-id`), for example a
+    /// business key from a header. Needs [`idempotency`](Self::idempotency).
+    pub fn idempotency_key(
+        mut self,
+        key: impl Fn(&Delivery) -> String + Send + Sync + 'static,
+    ) -> Self {
+        if let Some(i) = &mut self.idempotency {
+            i.key = Arc::new(key);
+        }
+        self
+    }
+
+    /// Asked when an earlier worker died mid-handler on the same key (a suspected
+    /// duplicate): returns whether the effect already happened. Without it, the
+    /// handler runs again (at least once). Needs [`idempotency`](Self::idempotency).
+    pub fn ensure(mut self, ensure: impl Ensure) -> Self {
+        if let Some(i) = &mut self.idempotency {
+            i.ensure = Some(Arc::new(ensure));
+        }
+        self
+    }
+
+    /// Runs `hook` after each message this consumer dead-letters (for example to
+    /// alert). A failing hook never loses the message.
+    pub fn on_dead_letter(mut self, hook: impl FailHook) -> Self {
+        self.fail_hook = Some(Arc::new(hook));
+        self
+    }
+
     /// A consumer of the queue on `driver`, running `handler`.
     pub fn build(self, driver: Arc<dyn Driver>, handler: impl Handler) -> Consumer {
         Consumer {
@@ -163,6 +255,8 @@ impl Consumer {
             until_empty: false,
             grace: Duration::from_secs(30),
             poll: Duration::from_secs(1),
+            idempotency: None,
+            fail_hook: None,
         }
     }
 }

@@ -7,9 +7,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
-use super::{Consumer, ConsumerReport, Handler};
+use tracing::Instrument;
+
+use super::{Consumer, ConsumerReport, DeadLetterEvent, FailHook, Handler, Idempotency};
 use crate::driver::{Driver, ReceiveOptions, SettleAction, Settlement};
 use crate::error::Result;
+use crate::idempotency::{Claim, ClaimToken};
 use crate::message::{Delivery, reason};
 use crate::outcome::Outcome;
 use crate::retry::RetryPolicy;
@@ -23,6 +26,9 @@ struct Tally {
     panicked: bool,
     timed_out: bool,
     settle_error: bool,
+    released: bool,
+    duplicate: bool,
+    hook_error: bool,
 }
 
 #[derive(Clone)]
@@ -34,6 +40,8 @@ struct Shared {
     lease: Duration,
     timeout: Option<Duration>,
     hard_stop: watch::Receiver<bool>,
+    idempotency: Option<Idempotency>,
+    fail_hook: Option<Arc<dyn FailHook>>,
 }
 
 impl Consumer {
@@ -61,6 +69,8 @@ impl Consumer {
             lease,
             timeout: cfg.timeout,
             hard_stop: hard_rx,
+            idempotency: cfg.idempotency.clone(),
+            fail_hook: cfg.fail_hook.clone(),
         };
         let permits = Arc::new(Semaphore::new(cfg.concurrency));
         let mut tasks: JoinSet<Tally> = JoinSet::new();
@@ -175,6 +185,9 @@ fn record(report: &mut ConsumerReport, done: std::result::Result<Tally, tokio::t
             report.panicked += u64::from(t.panicked);
             report.timed_out += u64::from(t.timed_out);
             report.settle_errors += u64::from(t.settle_error);
+            report.released += u64::from(t.released);
+            report.duplicates += u64::from(t.duplicate);
+            report.hook_errors += u64::from(t.hook_error);
         }
         Err(e) => {
             // The task wrapper itself does not panic; this is a bug, but the message is
@@ -185,18 +198,85 @@ fn record(report: &mut ConsumerReport, done: std::result::Result<Tally, tokio::t
 }
 
 async fn process(shared: &Shared, delivery: Delivery) -> Tally {
+    let span = tracing::info_span!(
+        "ferry.delivery",
+        queue = %delivery.queue,
+        id = %delivery.id,
+        attempt = delivery.attempt,
+        traceparent = delivery.headers.get("traceparent").map(String::as_str).unwrap_or(""),
+    );
+    process_in_span(shared, delivery).instrument(span).await
+}
+
+async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
     let mut tally = Tally::default();
     let receipt = delivery.receipt.clone();
-    let attempt = delivery.attempt;
-    let id = delivery.id.clone();
 
-    let extender = tokio::spawn(extend_lease(
-        shared.driver.clone(),
-        receipt.clone(),
-        shared.lease,
-    ));
+    // Idempotency: claim the key before running anything.
+    let mut claim = None;
+    if let Some(idem) = &shared.idempotency {
+        let key = (idem.key)(&delivery);
+        match idem.store.claim(&key, shared.lease).await {
+            Ok(Claim::Done) => {
+                tally.duplicate = true;
+                return settle(shared, &delivery, SettleAction::Ack, tally).await;
+            }
+            Ok(Claim::Busy { until }) => {
+                // Another worker is on the same key right now; look again when its
+                // claim would have expired.
+                let action = retry_or_dead(
+                    shared,
+                    &delivery,
+                    Some(until),
+                    None,
+                    &mut tally,
+                    "idempotency key busy",
+                );
+                return settle(shared, &delivery, action, tally).await;
+            }
+            Ok(Claim::Suspect(token)) => {
+                if let Some(ensure) = &idem.ensure {
+                    match ensure.already_done(delivery.clone()).await {
+                        Ok(true) => {
+                            let _ = idem.store.complete(&key, token, idem.retention).await;
+                            tally.duplicate = true;
+                            return settle(shared, &delivery, SettleAction::Ack, tally).await;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            let _ = idem.store.release(&key, token).await;
+                            let error = format!("ensure callback failed: {e}");
+                            let action =
+                                retry_or_dead(shared, &delivery, None, Some(error), &mut tally, "");
+                            return settle(shared, &delivery, action, tally).await;
+                        }
+                    }
+                }
+                claim = Some((key, token));
+            }
+            Ok(Claim::Acquired(token)) => claim = Some((key, token)),
+            Err(e) => {
+                // The store is unreachable: do not run the handler blind.
+                tracing::warn!(error = %e, "idempotency store failed; retrying the message");
+                let error = format!("idempotency store failed: {e}");
+                let action = retry_or_dead(shared, &delivery, None, Some(error), &mut tally, "");
+                return settle(shared, &delivery, action, tally).await;
+            }
+        }
+    }
+
+    let extender = tokio::spawn(
+        extend_lease(
+            shared.driver.clone(),
+            receipt.clone(),
+            shared.lease,
+            claim.clone().zip(shared.idempotency.clone()),
+        )
+        .in_current_span(),
+    );
     let handler = shared.handler.clone();
-    let mut job = tokio::spawn(async move { handler.handle(delivery).await });
+    let input = delivery.clone();
+    let mut job = tokio::spawn(async move { handler.handle(input).await }.in_current_span());
     let mut hard_stop = shared.hard_stop.clone();
     let timeout = async {
         match shared.timeout {
@@ -206,97 +286,172 @@ async fn process(shared: &Shared, delivery: Delivery) -> Tally {
     };
     let outcome = tokio::select! {
         joined = &mut job => match joined {
-            Ok(outcome) => outcome,
+            Ok(outcome) => Some(outcome),
             Err(e) if e.is_panic() => {
                 tally.panicked = true;
-                Outcome::fail(format!("handler panicked: {}", panic_message(e)))
+                Some(Outcome::fail(format!("handler panicked: {}", panic_message(e))))
             }
-            Err(e) => Outcome::fail(format!("handler task failed: {e}")),
+            Err(e) => Some(Outcome::fail(format!("handler task failed: {e}"))),
         },
         _ = timeout => {
             job.abort();
             tally.timed_out = true;
             let t = shared.timeout.unwrap_or_default();
-            Outcome::fail(format!("handler timed out after {}", crate::format_duration(t)))
+            Some(Outcome::fail(format!("handler timed out after {}", crate::format_duration(t))))
         }
         _ = hard_stop.wait_for(|stop| *stop) => {
             job.abort();
-            Outcome::Retry {
-                after: Some(Duration::ZERO),
-                error: Some("worker shut down before the handler finished".to_string()),
-            }
+            None
         }
     };
     extender.abort();
 
     let action = match outcome {
-        Outcome::Ack => {
+        // Shutdown cut the handler short: hand the message back, not counted.
+        None => {
+            tally.released = true;
+            SettleAction::Release
+        }
+        Some(Outcome::Ack) => {
             tally.acked = true;
             SettleAction::Ack
         }
-        Outcome::Retry { after, error } => {
-            let next = if attempt >= shared.retry.max_attempts.unwrap_or(shared.queue_max) {
-                None
-            } else {
-                after.or_else(|| shared.retry.delay_after(attempt, shared.queue_max))
-            };
-            match next {
-                Some(delay) => {
-                    tally.retried = true;
-                    SettleAction::Retry {
-                        not_before: SystemTime::now() + delay,
-                        error,
-                    }
-                }
-                None => {
-                    tally.dead = true;
-                    let why = if tally.timed_out {
-                        reason::TIMEOUT
-                    } else {
-                        reason::MAX_ATTEMPTS
-                    };
-                    SettleAction::DeadLetter {
-                        reason: why.to_string(),
-                        error,
-                    }
-                }
-            }
+        Some(Outcome::Retry { after, error }) => {
+            let delay = after.map(|a| SystemTime::now() + a);
+            retry_or_dead(shared, &delivery, delay, error, &mut tally, "")
         }
-        Outcome::DeadLetter { reason, error } => {
+        Some(Outcome::DeadLetter { reason, error }) => {
             tally.dead = true;
             SettleAction::DeadLetter { reason, error }
         }
     };
+    if let (Some((key, token)), Some(idem)) = (&claim, &shared.idempotency) {
+        let done = if matches!(action, SettleAction::Ack) {
+            idem.store.complete(key, *token, idem.retention).await
+        } else {
+            idem.store.release(key, *token).await
+        };
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "idempotency store update failed");
+        }
+    }
+    settle(shared, &delivery, action, tally).await
+}
 
-    let settlement = Settlement { receipt, action };
+/// A failed attempt: retry at `at` (or as the policy says), or dead-letter it when this
+/// was the last attempt.
+fn retry_or_dead(
+    shared: &Shared,
+    delivery: &Delivery,
+    at: Option<SystemTime>,
+    error: Option<String>,
+    tally: &mut Tally,
+    why: &str,
+) -> SettleAction {
+    let attempt = delivery.attempt;
+    let error = error.or_else(|| (!why.is_empty()).then(|| why.to_string()));
+    let last = attempt >= shared.retry.max_attempts.unwrap_or(shared.queue_max);
+    let next = if last {
+        None
+    } else {
+        at.or_else(|| {
+            shared
+                .retry
+                .delay_after(attempt, shared.queue_max)
+                .map(|d| SystemTime::now() + d)
+        })
+    };
+    match next {
+        Some(not_before) => {
+            tally.retried = true;
+            SettleAction::Retry { not_before, error }
+        }
+        None => {
+            tally.dead = true;
+            let reason = if tally.timed_out {
+                reason::TIMEOUT
+            } else {
+                reason::MAX_ATTEMPTS
+            };
+            SettleAction::DeadLetter {
+                reason: reason.to_string(),
+                error,
+            }
+        }
+    }
+}
+
+/// Applies `action`, retrying transient failures; runs the dead-letter hook after a
+/// successful dead-letter move.
+async fn settle(
+    shared: &Shared,
+    delivery: &Delivery,
+    action: SettleAction,
+    mut tally: Tally,
+) -> Tally {
+    let hook_event = match (&action, &shared.fail_hook) {
+        (SettleAction::DeadLetter { reason, error }, Some(_)) => Some(DeadLetterEvent {
+            queue: delivery.queue.clone(),
+            id: delivery.id.clone(),
+            reason: reason.clone(),
+            error: error.clone(),
+            attempts: delivery.attempt,
+            at: SystemTime::now(),
+        }),
+        _ => None,
+    };
+    let settlement = Settlement {
+        receipt: delivery.receipt.clone(),
+        action,
+    };
     let mut wait = Duration::from_millis(50);
     for _ in 0..5 {
         match shared.driver.settle_one(settlement.clone()).await {
-            Ok(()) => return tally,
+            Ok(()) => {
+                if let (Some(event), Some(hook)) = (hook_event, &shared.fail_hook)
+                    && let Err(e) = hook.on_dead_letter(event).await
+                {
+                    tracing::error!(error = %e, "dead-letter hook failed; the dead letter is kept");
+                    tally.hook_error = true;
+                }
+                return tally;
+            }
             Err(e) if e.is_transient() => {
-                tracing::warn!(%id, error = %e, "settle failed; retrying");
+                tracing::warn!(error = %e, "settle failed; retrying");
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
             Err(e) => {
-                tracing::warn!(%id, error = %e, "settle rejected");
+                tracing::warn!(error = %e, "settle rejected");
                 break;
             }
         }
     }
     // Not settled: the lease expires and the message is delivered again.
-    tally.acked = false;
-    tally.retried = false;
-    tally.dead = false;
-    tally.settle_error = true;
-    tally
+    Tally {
+        settle_error: true,
+        panicked: tally.panicked,
+        timed_out: tally.timed_out,
+        ..Tally::default()
+    }
 }
 
-/// Keeps the lease alive while the handler runs, renewing at a third of its length.
-async fn extend_lease(driver: Arc<dyn Driver>, receipt: crate::Receipt, lease: Duration) {
+/// Keeps the lease (and the idempotency claim, if any) alive while the handler runs,
+/// renewing at a third of its length.
+async fn extend_lease(
+    driver: Arc<dyn Driver>,
+    receipt: crate::Receipt,
+    lease: Duration,
+    claim: Option<((String, ClaimToken), Idempotency)>,
+) {
     let every = (lease / 3).max(Duration::from_millis(20));
     loop {
         tokio::time::sleep(every).await;
+        if let Some(((key, token), idem)) = &claim
+            && let Err(e) = idem.store.extend(key, *token, lease).await
+        {
+            tracing::warn!(error = %e, "idempotency claim extension failed");
+        }
         if let Err(e) = driver.extend(&receipt, lease).await {
             tracing::warn!(id = receipt.message_id(), error = %e, "lease extension failed");
             if !e.is_transient() {
