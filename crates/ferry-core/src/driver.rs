@@ -260,6 +260,12 @@ pub trait Driver: Topology + DeadLetters {
     /// The size limits this driver enforces.
     fn limits(&self) -> Limits;
 
+    /// The backend's own idempotency store, kept where the messages are (durable
+    /// backends keep it durable), if it has one.
+    fn idempotency_store(&self) -> Option<std::sync::Arc<dyn crate::IdempotencyStore>> {
+        None
+    }
+
     /// Durably enqueues a batch into `queue` (all or nothing).
     async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport>;
 

@@ -88,6 +88,7 @@ pub struct MemoryDriver {
     inner: Arc<Mutex<Inner>>,
     notify: Arc<Notify>,
     limits: Limits,
+    idempotency: crate::MemoryIdempotencyStore,
 }
 
 impl MemoryDriver {
@@ -465,6 +466,10 @@ impl DeadLetters for MemoryDriver {
 impl Driver for MemoryDriver {
     fn limits(&self) -> Limits {
         self.limits
+    }
+
+    fn idempotency_store(&self) -> Option<Arc<dyn crate::IdempotencyStore>> {
+        Some(Arc::new(self.idempotency.clone()))
     }
 
     async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport> {

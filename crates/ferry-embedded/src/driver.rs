@@ -157,8 +157,13 @@ impl EmbeddedDriver {
         }
     }
 
+    /// This directory's durable idempotency store.
+    pub fn idempotency(&self) -> crate::EmbeddedIdempotencyStore {
+        crate::EmbeddedIdempotencyStore::new(self.clone())
+    }
+
     /// Runs `work` in a group commit; it cannot make messages deliverable.
-    async fn write<R, F>(&self, work: F) -> Result<R>
+    pub(crate) async fn write<R, F>(&self, work: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
@@ -279,6 +284,10 @@ impl DeadLetters for EmbeddedDriver {
 impl Driver for EmbeddedDriver {
     fn limits(&self) -> Limits {
         self.inner.options.limits
+    }
+
+    fn idempotency_store(&self) -> Option<Arc<dyn ferry_core::IdempotencyStore>> {
+        Some(Arc::new(self.idempotency()))
     }
 
     async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport> {

@@ -34,11 +34,13 @@
 
 mod driver;
 mod error;
+mod idempotency;
 mod ops;
 mod schema;
 mod writer;
 
 pub use driver::{CommitStats, EmbeddedDriver, EmbeddedOptions};
+pub use idempotency::EmbeddedIdempotencyStore;
 
 /// The name of the database file inside a data directory.
 pub const DATA_FILE: &str = "ferry.db";

@@ -88,6 +88,13 @@ CREATE TABLE dead_letters (
 ) STRICT;
 CREATE INDEX dead_letters_by_queue ON dead_letters (qid);
 CREATE INDEX dead_letters_by_id ON dead_letters (qid, id);
+CREATE TABLE idempotency (
+    key        TEXT PRIMARY KEY,
+    state      INTEGER NOT NULL,
+    token      INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX idempotency_by_expiry ON idempotency (state, expires_at);
 ";
 
 /// Per-connection settings: WAL, fsync on every commit, wait for other processes' locks.

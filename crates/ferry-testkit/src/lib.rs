@@ -11,6 +11,7 @@
 
 pub mod conformance;
 pub mod ledger;
+pub mod runtime;
 mod util;
 
 pub use util::{eventually, unique_name, unique_queue, unique_topic};

@@ -133,7 +133,13 @@ pub enum Admission {
     Probe,
 }
 
-/// A three-state circuit breaker for one queue's consumer; see the [module docs](self).
+/// A three-state circuit breaker for one queue's consumer.
+///
+/// It counts the outcomes of the most recent attempts ([`record`](Self::record)); when the
+/// share of failures reaches [`BreakerConfig::failure_ratio`] it *opens*, and
+/// [`wait_until_allowed`](Self::wait_until_allowed), which the fetch loop awaits before each
+/// receive, holds the loop for [`BreakerConfig::cool_down`]. Then it is *half-open*: one
+/// probe attempt runs; success closes it, failure opens it again.
 ///
 /// Cloning is cheap and every clone shares the same state, so the fetch loop can wait on it
 /// while handler tasks record their outcomes.
@@ -160,9 +166,13 @@ struct Core {
 #[derive(Debug, Clone, Copy)]
 enum Phase {
     Closed,
-    Open { until: Instant },
+    Open {
+        until: Instant,
+    },
     /// `probe` is when the current probe was handed out, if one is running.
-    HalfOpen { probe: Option<Instant> },
+    HalfOpen {
+        probe: Option<Instant>,
+    },
 }
 
 impl fmt::Debug for CircuitBreaker {
@@ -373,7 +383,10 @@ impl CircuitBreaker {
     fn lock(&self) -> MutexGuard<'_, Core> {
         // The state stays consistent even if a holder panicked: every update is complete
         // before anything that could panic.
-        self.inner.core.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .core
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -444,32 +457,39 @@ mod tests {
         for _ in 0..3 {
             b.record(false);
         }
-        assert_eq!(b.state(), BreakerState::Closed, "all failed, but only 3 samples");
+        assert_eq!(
+            b.state(),
+            BreakerState::Closed,
+            "all failed, but only 3 samples"
+        );
 
         let b = breaker();
         for _ in 0..30 {
-            // 1 failure in 3: below 0.5 however many samples.
+            // 1 failure in 3: below 0.5 in every window.
+            b.record(true);
+            b.record(true);
             b.record(false);
-            b.record(true);
-            b.record(true);
         }
         assert_eq!(b.state(), BreakerState::Closed);
-        assert_eq!(ready_now(b.wait_until_allowed()).await, Some(Admission::Allowed));
+        assert_eq!(
+            ready_now(b.wait_until_allowed()).await,
+            Some(Admission::Allowed)
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_window_forgets_old_attempts() {
         let b = breaker(); // window 10
-        for _ in 0..4 {
-            b.record(false);
-            b.record(true);
+        for _ in 0..10 {
             b.record(true);
         }
-        // The 12 outcomes so far: the oldest two (F, S) fell out; 3 of 10 failed.
+        for _ in 0..4 {
+            b.record(false);
+        }
+        // 4 of the last 10 failed (4 of all 14).
         assert_eq!(b.state(), BreakerState::Closed);
-        b.record(false); // 4 of 10
-        assert_eq!(b.state(), BreakerState::Closed);
-        b.record(false); // the oldest (S) drops: 5 of 10
+        // 5 of the last 10 failed, though only 5 of all 15: the old successes are gone.
+        b.record(false);
         assert_eq!(b.state().as_str(), "open");
     }
 
@@ -502,7 +522,10 @@ mod tests {
         open(&b);
         tokio::time::advance(Duration::from_secs(30)).await;
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        assert_eq!(ready_now(b.wait_until_allowed()).await, Some(Admission::Probe));
+        assert_eq!(
+            ready_now(b.wait_until_allowed()).await,
+            Some(Admission::Probe)
+        );
 
         // A second caller waits for the probe's outcome.
         let waiter = tokio::spawn({
@@ -529,7 +552,10 @@ mod tests {
             b.record(false);
         }
         assert_eq!(b.state(), BreakerState::Closed);
-        assert_eq!(ready_now(b.wait_until_allowed()).await, Some(Admission::Allowed));
+        assert_eq!(
+            ready_now(b.wait_until_allowed()).await,
+            Some(Admission::Allowed)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -50,7 +50,11 @@ use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-/// Paces work to a steady rate; see the [module docs](self).
+/// Paces work to a steady rate: at most `n` per second (or per any period), with an
+/// optional burst.
+///
+/// Waiters are served in arrival order. Timing follows tokio's clock, so paused time in
+/// tests applies. The limit is per process, not shared across workers.
 ///
 /// Cloning is cheap and every clone draws from the same budget.
 #[derive(Clone)]
@@ -272,7 +276,7 @@ mod tests {
             "30 at 10/s with burst 10: {total:?}"
         );
 
-        // After a quiet second the burst refills to 10, not more.
+        // After a quiet spell the burst refills to 10, not more.
         tokio::time::sleep(Duration::from_secs(5)).await;
         let t = Instant::now();
         r.acquire_n(10).await;
