@@ -243,6 +243,21 @@ pub struct ConsumeArgs {
     /// Longest delay between retries.
     #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration)]
     pub max_backoff: Duration,
+    /// Most messages fetched per receive call (default: the concurrency).
+    #[arg(long, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    pub batch: Option<usize>,
+    /// Process each message's work at most once per idempotency key (queue/message id):
+    /// keys are claimed in the backend before the command runs and marked done after
+    /// it succeeds; a redelivered message whose work is done is acked without running.
+    #[arg(long)]
+    pub idempotent: bool,
+    /// With --idempotent: when an earlier worker died mid-command on the same message,
+    /// run CMD (same stdin and environment) to ask whether its work already happened:
+    /// exit 0 = done (ack without running --exec), exit 1 = not done (run it), other =
+    /// failed attempt.
+    #[arg(long, value_name = "CMD", requires = "idempotent")]
+    pub ensure: Option<String>,
 }
 
 /// `ferry dlq ...`

@@ -115,6 +115,54 @@ impl ExecHandler {
     }
 }
 
+/// Runs `sh -c COMMAND` to answer "did this message's work already happen?" for a
+/// suspected duplicate (`ferry consume --idempotent --ensure CMD`).
+#[derive(Debug, Clone)]
+pub struct ExecEnsure {
+    command: Arc<str>,
+}
+
+impl ExecEnsure {
+    /// An `ensure` check running `command` with `sh -c`.
+    pub fn new(command: &str) -> Self {
+        ExecEnsure {
+            command: Arc::from(command),
+        }
+    }
+
+    /// Exit 0: done; exit 1: not done; anything else is an error.
+    pub async fn already_done(&self, delivery: Delivery) -> Result<bool, std::io::Error> {
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(&*self.command)
+            .env("FERRY_MESSAGE_ID", &delivery.id)
+            .env("FERRY_QUEUE", delivery.queue.as_str())
+            .env("FERRY_ATTEMPT", delivery.attempt.to_string())
+            .env(
+                "FERRY_ROUTE_KEY",
+                delivery.route_key.as_deref().unwrap_or(""),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A check that does not read its stdin closes the pipe: not an error.
+            let _ = stdin.write_all(&delivery.payload).await;
+        }
+        let status = child.wait().await?;
+        match status.code() {
+            Some(0) => Ok(true),
+            Some(1) => Ok(false),
+            _ => Err(std::io::Error::other(format!(
+                "--ensure command ended with {} (want exit 0 = done or 1 = not done)",
+                describe(status)
+            ))),
+        }
+    }
+}
+
 /// Copies the command's stderr to ferry's stderr, keeping the last bytes in `tail`.
 async fn drain_stderr(stderr: Option<tokio::process::ChildStderr>, tail: Arc<Mutex<VecDeque<u8>>>) {
     let Some(mut stderr) = stderr else { return };

@@ -66,12 +66,6 @@ struct Inner {
     options: EmbeddedOptions,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.writer.close();
-    }
-}
-
 fn open_connection(file: &Path) -> Result<Connection> {
     let shown = file.display().to_string();
     let conn = Connection::open_with_flags(
@@ -133,6 +127,14 @@ impl EmbeddedDriver {
                 options,
             }),
         })
+    }
+
+    /// Finishes queued writes and closes the data file, blocking until done (call it
+    /// from a blocking context, not an async task). Other clones of this handle get
+    /// `Closed` errors afterwards. Dropping the last handle also closes the file, in
+    /// the background.
+    pub fn close(&self) {
+        self.inner.writer.close();
     }
 
     /// The data directory.

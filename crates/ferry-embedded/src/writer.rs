@@ -23,6 +23,9 @@ use crate::error::from_sqlite;
 
 /// An operation queued for the writer thread.
 trait Job: Send {
+    /// Whether the caller stopped waiting (its future was dropped): such work is
+    /// skipped, so a cancelled receive does not lease messages nobody will handle.
+    fn abandoned(&self) -> bool;
     /// Whether a successful commit of this job can make messages deliverable, so
     /// long-polling receivers in this process should look again.
     fn wakes(&self) -> bool;
@@ -48,6 +51,10 @@ where
         self.wakes
     }
 
+    fn abandoned(&self) -> bool {
+        self.reply.is_closed()
+    }
+
     fn run(&mut self, conn: &Connection) {
         let Some(work) = self.work.take() else {
             return;
@@ -56,7 +63,10 @@ where
             self.result = Some(Err(from_sqlite("cannot start an operation", e)));
             return;
         }
-        let result = work(conn);
+        // A panic in one operation (a bug) must not take the writer thread, and with
+        // it every later operation of the process, down.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)))
+            .unwrap_or_else(|_| Err(Error::internal("an embedded-store operation panicked")));
         let end = if result.is_ok() {
             "RELEASE op"
         } else {
@@ -166,7 +176,8 @@ impl Drop for Writer {
     fn drop(&mut self) {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
         // Do not join in drop: it may run on an async worker thread. The thread exits
-        // on its own once the channel is closed and the queued work is done.
+        // on its own once the channel is closed and the queued work is done; callers
+        // that need the file closed (tests, tools) use `EmbeddedDriver::close`.
     }
 }
 
@@ -208,7 +219,20 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(),
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|e| from_sqlite("cannot start a write transaction", e))?;
     for job in batch.iter_mut() {
+        if job.abandoned() {
+            continue;
+        }
         job.run(&txn);
+        // After disk full, an I/O error or an interrupt, SQLite may roll the whole
+        // transaction back on its own. Running more jobs would then commit each of them
+        // separately (SAVEPOINT outside a transaction starts one, RELEASE commits it)
+        // while the batch reports failure. Stop: nothing of this batch is committed.
+        if txn.is_autocommit() {
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "the data file's transaction was rolled back by SQLite (disk full or I/O error?); nothing was applied, try again",
+            ));
+        }
     }
     txn.commit().map_err(|e| {
         let err = from_sqlite("cannot commit to the data file", e);
@@ -222,4 +246,72 @@ fn commit_batch(conn: &mut Connection, batch: &mut [Box<dyn Job>]) -> Result<(),
             )
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job<F>(work: F) -> (Box<dyn Job>, oneshot::Receiver<Result<(), Error>>)
+    where
+        F: FnOnce(&Connection) -> Result<(), Error> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        (
+            Box::new(TypedJob {
+                wakes: false,
+                work: Some(work),
+                result: None,
+                reply,
+            }),
+            rx,
+        )
+    }
+
+    fn insert(bytes: usize) -> impl FnOnce(&Connection) -> Result<(), Error> + Send {
+        move |c: &Connection| {
+            c.execute("INSERT INTO t (x) VALUES (?1)", [vec![7u8; bytes]])
+                .map(|_| ())
+                .map_err(|e| from_sqlite("insert", e))
+        }
+    }
+
+    /// When SQLite rolls the transaction back by itself (here: the file hits its size
+    /// limit, as on a full disk), no later job of the batch may be committed on its own
+    /// while the batch reports failure.
+    #[test]
+    fn rollback_by_sqlite_stops_the_batch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut conn = Connection::open(dir.path().join("t.db")).expect("open");
+        conn.execute_batch("CREATE TABLE t (x BLOB)")
+            .expect("create");
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .expect("page_count");
+        conn.pragma_update(None, "max_page_count", pages + 3)
+            .expect("limit");
+        let (j1, r1) = job(insert(100));
+        let (j2, r2) = job(insert(1_000_000));
+        let (j3, r3) = job(insert(100));
+        let mut batch = vec![j1, j2, j3];
+        let outcome = commit_batch(&mut conn, &mut batch);
+        let failed = outcome.is_err();
+        for j in batch {
+            j.finish(outcome.as_ref().map(|_| ()));
+        }
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count");
+        let results: Vec<bool> = [r1, r2, r3]
+            .into_iter()
+            .map(|mut r| matches!(r.try_recv(), Ok(Ok(()))))
+            .collect();
+        // Whatever SQLite did, what callers were told must match what is on disk.
+        let told_ok = results.iter().filter(|ok| **ok).count() as i64;
+        assert_eq!(
+            rows, told_ok,
+            "callers told {results:?}, rows on disk {rows}, batch failed {failed}"
+        );
+        assert!(!results[1], "the oversized insert cannot succeed");
+    }
 }

@@ -26,7 +26,7 @@ fn queue() -> QueueName {
 
 /// Writes `n` messages with distinctive payloads into a new data dir; returns id → payload.
 fn populate(dir: &Path, n: usize) -> BTreeMap<String, Vec<u8>> {
-    rt().block_on(async {
+    let (sent, driver) = rt().block_on(async {
         let d = EmbeddedDriver::open(dir).expect("open");
         d.create_queue(&queue(), QueueOptions::default())
             .await
@@ -41,10 +41,11 @@ fn populate(dir: &Path, n: usize) -> BTreeMap<String, Vec<u8>> {
             })
             .collect();
         d.send(&queue(), batch).await.expect("send");
-        sent
-    })
-    // The driver is dropped here: the writer closes and SQLite checkpoints the WAL into
-    // the main file, so byte edits below hit the real data.
+        (sent, d)
+    });
+    // Closing checkpoints the WAL into the main file, so byte edits below hit the data.
+    driver.close();
+    sent
 }
 
 fn open_kind(dir: &Path) -> Result<EmbeddedDriver, ErrorKind> {

@@ -48,6 +48,25 @@ pub async fn run(driver: Arc<dyn Driver>, args: ConsumeArgs) -> Result<()> {
     if let Some(timeout) = args.timeout {
         builder = builder.timeout(timeout);
     }
+    if let Some(batch) = args.batch {
+        builder = builder.prefetch(batch);
+    }
+    if args.idempotent {
+        let store = driver.idempotency_store().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unsupported,
+                "this backend has no idempotency store; drop --idempotent",
+            )
+        })?;
+        builder = builder.idempotency(store);
+        if let Some(cmd) = &args.ensure {
+            let ensure = crate::exec::ExecEnsure::new(cmd);
+            builder = builder.ensure(move |d: Delivery| {
+                let ensure = ensure.clone();
+                async move { ensure.already_done(d).await }
+            });
+        }
+    }
     let handler = ExecHandler::new(&args.exec);
     let consumer = builder.build(driver, move |d: Delivery| {
         let handler = handler.clone();
@@ -74,6 +93,15 @@ pub fn summary(queue: &str, r: &ConsumerReport) -> String {
     );
     if r.timed_out > 0 {
         line.push_str(&format!(", timed out {}", r.timed_out));
+    }
+    if r.duplicates > 0 {
+        line.push_str(&format!(", skipped as already done {}", r.duplicates));
+    }
+    if r.released > 0 {
+        line.push_str(&format!(
+            ", handed back unfinished {} (not counted as attempts)",
+            r.released
+        ));
     }
     if r.settle_errors > 0 {
         line.push_str(&format!(
