@@ -220,6 +220,30 @@ impl ReceiveOptions {
         self.wait = wait;
         self
     }
+
+    /// Checks the values: `max` at least 1, a lease between 1 ms and 7 days, a wait of
+    /// at most an hour. Every driver calls this first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use ferry_core::ReceiveOptions;
+    /// assert!(ReceiveOptions::max(0).validate().is_err());
+    /// assert!(ReceiveOptions::max(1).with_lease(Duration::MAX).validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<()> {
+        if self.max == 0 {
+            return Err(Error::invalid_input("receive max must be at least 1"));
+        }
+        if let Some(lease) = self.lease
+            && (lease < Duration::from_millis(1) || lease > crate::message::MAX_LEASE)
+        {
+            return Err(Error::invalid_input("lease must be between 1ms and 7d"));
+        }
+        if self.wait > Duration::from_secs(3600) {
+            return Err(Error::invalid_input("receive wait must be at most 1h"));
+        }
+        Ok(())
+    }
 }
 
 /// What a send did.

@@ -141,7 +141,7 @@ impl MemoryDriver {
             };
             *next_token += 1;
             m.state = State::Leased;
-            m.avail_at = now + lease_ms;
+            m.avail_at = now.saturating_add(lease_ms);
             m.attempts += 1;
             m.token = Some(*next_token);
             out.push(Delivery {
@@ -526,9 +526,7 @@ impl Driver for MemoryDriver {
     }
 
     async fn receive(&self, queue: &QueueName, options: ReceiveOptions) -> Result<Vec<Delivery>> {
-        if options.max == 0 {
-            return Err(Error::invalid_input("receive max must be at least 1"));
-        }
+        options.validate()?;
         let deadline = tokio::time::Instant::now() + options.wait;
         loop {
             let notified = self.notify.notified();
@@ -621,7 +619,8 @@ impl Driver for MemoryDriver {
         match q.messages.get_mut(id) {
             Some(m) if m.token == Some(token) => {
                 m.state = State::Leased;
-                m.avail_at = now_millis() + duration_millis(lease);
+                m.avail_at = now_millis()
+                    .saturating_add(duration_millis(lease.min(crate::message::MAX_LEASE)));
                 Ok(from_millis(m.avail_at))
             }
             _ => Err(Error::stale_receipt(queue.as_str(), id)),

@@ -117,10 +117,11 @@ impl Message {
     /// The instant this message becomes deliverable if sent at `now` into a queue whose
     /// default delay is `default_delay`.
     pub fn visible_at(&self, now: SystemTime, default_delay: Duration) -> SystemTime {
+        let plus = |d: Duration| now.checked_add(d.min(MAX_DELAY)).unwrap_or(now);
         match self.delay {
-            Some(Delay::After(d)) => now + d,
-            Some(Delay::At(t)) => t.max(now),
-            None => now + default_delay,
+            Some(Delay::After(d)) => plus(d),
+            Some(Delay::At(t)) => t.max(now).min(plus(MAX_DELAY)),
+            None => plus(default_delay),
         }
     }
 
@@ -136,6 +137,23 @@ impl Message {
     /// ```
     pub fn validate(&self, limits: &Limits) -> Result<()> {
         validate_message_id(&self.id)?;
+        let too_far = match self.delay {
+            Some(Delay::After(d)) => d > MAX_DELAY,
+            Some(Delay::At(t)) => t
+                .duration_since(SystemTime::now())
+                .is_ok_and(|d| d > MAX_DELAY),
+            None => false,
+        };
+        if too_far {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "message '{}' is delayed by more than {} days, the longest delay ferry keeps",
+                    self.id,
+                    MAX_DELAY.as_secs() / 86_400
+                ),
+            ));
+        }
         if self.payload.len() > limits.max_payload_bytes {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -173,6 +191,13 @@ impl Message {
         Ok(())
     }
 }
+
+/// The longest delay a message or queue may have (10 years): far enough for any
+/// schedule, near enough that no clock arithmetic overflows.
+pub const MAX_DELAY: Duration = Duration::from_secs(10 * 365 * 86_400);
+
+/// The longest lease (7 days): a handler running longer should extend its lease.
+pub const MAX_LEASE: Duration = Duration::from_secs(7 * 86_400);
 
 /// Size limits every driver enforces at send time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -438,8 +463,13 @@ impl QueueOptions {
                 "max attempts must be at least 1 (1 means no retries)",
             ));
         }
-        if self.lease < Duration::from_millis(1) {
-            return Err(Error::invalid_input("lease must be at least 1ms"));
+        if self.lease < Duration::from_millis(1) || self.lease > MAX_LEASE {
+            return Err(Error::invalid_input(
+                "lease must be between 1ms and 7d (a longer handler keeps its lease by extending it)",
+            ));
+        }
+        if self.default_delay > MAX_DELAY {
+            return Err(Error::invalid_input("default delay must be at most 3650d"));
         }
         Ok(())
     }

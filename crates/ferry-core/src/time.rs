@@ -18,6 +18,19 @@ pub fn to_millis(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
+/// `d` from now, saturating far in the future instead of overflowing.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// assert!(ferry_core::time::after(Duration::MAX) > SystemTime::now());
+/// ```
+pub fn after(d: Duration) -> SystemTime {
+    let now = SystemTime::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
+}
+
 /// Milliseconds since the Unix epoch for `t`, rounded up: for "not before" instants,
 /// so storing them in whole milliseconds never makes something due early.
 ///

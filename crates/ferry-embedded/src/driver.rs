@@ -270,15 +270,33 @@ impl DeadLetters for EmbeddedDriver {
     }
 
     async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
-        let q = queue.clone();
-        self.write_waking(move |c| ops::requeue_dead_letters(c, &q, &selection))
-            .await
+        let mut total = 0;
+        let mut before = i64::MAX;
+        loop {
+            let (q, sel) = (queue.clone(), selection.clone());
+            let (n, next) = self
+                .write_waking(move |c| ops::requeue_dead_letters(c, &q, &sel, before))
+                .await?;
+            total += n;
+            match next {
+                Some(cursor) => before = cursor,
+                None => return Ok(total),
+            }
+        }
     }
 
     async fn delete_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
-        let q = queue.clone();
-        self.write(move |c| ops::delete_dead_letters(c, &q, &selection))
-            .await
+        let mut total = 0;
+        loop {
+            let (q, sel) = (queue.clone(), selection.clone());
+            let n = self
+                .write(move |c| ops::delete_dead_letters(c, &q, &sel))
+                .await?;
+            total += n;
+            if !matches!(selection, Selection::All) || n < ops::CHUNK as u64 {
+                return Ok(total);
+            }
+        }
     }
 }
 
@@ -334,9 +352,7 @@ impl Driver for EmbeddedDriver {
     }
 
     async fn receive(&self, queue: &QueueName, options: ReceiveOptions) -> Result<Vec<Delivery>> {
-        if options.max == 0 {
-            return Err(Error::invalid_input("receive max must be at least 1"));
-        }
+        options.validate()?;
         let deadline = tokio::time::Instant::now() + options.wait;
         loop {
             // Both change signals are taken *before* looking, so a send that commits
@@ -370,10 +386,22 @@ impl Driver for EmbeddedDriver {
         self.inner
             .writer
             .run(wakes, move |c| {
-                Ok(batch
+                // Each settlement in its own savepoint: one that fails half-way (a
+                // dead-letter move whose delete failed) leaves nothing behind.
+                batch
                     .iter()
-                    .map(|s| ops::settle(c, &s.receipt, &s.action))
-                    .collect())
+                    .map(|s| {
+                        c.execute_batch("SAVEPOINT settle").ctx("cannot settle")?;
+                        let r = ops::settle(c, &s.receipt, &s.action);
+                        let end = if r.is_ok() {
+                            "RELEASE settle"
+                        } else {
+                            "ROLLBACK TO settle; RELEASE settle"
+                        };
+                        c.execute_batch(end).ctx("cannot settle")?;
+                        Ok(r)
+                    })
+                    .collect::<Result<Vec<Result<()>>>>()
             })
             .await
     }

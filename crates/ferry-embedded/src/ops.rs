@@ -317,36 +317,32 @@ pub(crate) fn route(
 /// Makes due delayed messages and expired leases ready; dead-letters expired leases
 /// that were on their last attempt.
 fn promote(conn: &Connection, qid: i64, max_attempts: u32, now: i64) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO dead_letters
-           (qid, id, priority, enqueued_at, route_key, headers, payload, checksum,
-            attempts, reason, last_error, first_failed_at, dead_at)
-         SELECT qid, id, priority, enqueued_at, route_key, headers, payload, checksum,
-                attempts, ?4, last_error, COALESCE(first_failed_at, avail_at), ?2
-         FROM messages
-         WHERE qid = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2 AND attempts >= ?3",
-    )
-    .ctx("cannot reclaim expired leases")?
-    .execute(params![
-        qid,
-        now,
-        i64::from(max_attempts),
-        reason::LEASE_EXPIRED
-    ])
-    .ctx("cannot reclaim expired leases")?;
-    conn.prepare_cached(
-        "DELETE FROM messages
-         WHERE qid = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2 AND attempts >= ?3",
-    )
-    .ctx("cannot reclaim expired leases")?
-    .execute(params![qid, now, i64::from(max_attempts)])
-    .ctx("cannot reclaim expired leases")?;
+    // Bounded per receive (1,000 rows) so a huge backlog falling due at once never
+    // holds the writer long; the next receive takes the next slice.
+    let expired: Vec<i64> = {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq FROM messages
+                 WHERE qid = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2 AND attempts >= ?3
+                 LIMIT 1000",
+            )
+            .ctx("cannot reclaim expired leases")?;
+        stmt.query_map(params![qid, now, i64::from(max_attempts)], |r| r.get(0))
+            .ctx("cannot reclaim expired leases")?
+            .collect::<std::result::Result<_, _>>()
+            .ctx("cannot reclaim expired leases")?
+    };
+    for seq in expired {
+        dead_letter_seq(conn, seq, None, reason::LEASE_EXPIRED, None, now)?;
+    }
     conn.prepare_cached(
         "UPDATE messages
          SET state = 0, lane = 255 - priority,
              first_failed_at = CASE WHEN state = 2 THEN COALESCE(first_failed_at, avail_at)
                                     ELSE first_failed_at END
-         WHERE qid = ?1 AND state IN (1, 2) AND lane = 0 AND avail_at <= ?2",
+         WHERE seq IN (SELECT seq FROM messages
+                       WHERE qid = ?1 AND state IN (1, 2) AND lane = 0 AND avail_at <= ?2
+                       LIMIT 1000)",
     )
     .ctx("cannot promote due messages")?
     .execute(params![qid, now])
@@ -620,6 +616,7 @@ pub(crate) fn settle(conn: &Connection, receipt: &Receipt, action: &SettleAction
 
 pub(crate) fn extend(conn: &Connection, receipt: &Receipt, lease: Duration) -> Result<i64> {
     let (seq, token) = parse_receipt(receipt)?;
+    let lease = lease.min(ferry_core::MAX_LEASE);
     let until = now_millis().saturating_add(duration_millis(lease).max(1));
     let n = conn
         .prepare_cached(
@@ -795,15 +792,27 @@ pub(crate) fn get_dead_letter(
 }
 
 /// The dead-letter rows `selection` picks, newest death of each id first.
-fn selected_seqs(conn: &Connection, qid: i64, selection: &Selection) -> Result<Vec<i64>> {
+/// Dead letters moved or deleted per writer job, so a million-row requeue or purge
+/// never holds the writer (and every ack and lease extension behind it) for long.
+pub(crate) const CHUNK: i64 = 1000;
+
+fn selected_seqs(
+    conn: &Connection,
+    qid: i64,
+    selection: &Selection,
+    before: i64,
+) -> Result<Vec<i64>> {
     let mut out = Vec::new();
     match selection {
         Selection::All => {
             let mut stmt = conn
-                .prepare_cached("SELECT seq FROM dead_letters WHERE qid = ?1 ORDER BY seq DESC")
+                .prepare_cached(
+                    "SELECT seq FROM dead_letters WHERE qid = ?1 AND seq < ?2
+                     ORDER BY seq DESC LIMIT ?3",
+                )
                 .ctx("cannot select dead letters")?;
             let rows = stmt
-                .query_map([qid], |r| r.get(0))
+                .query_map(params![qid, before, CHUNK], |r| r.get(0))
                 .ctx("cannot select dead letters")?;
             for r in rows {
                 out.push(r.ctx("cannot select dead letters")?);
@@ -828,15 +837,23 @@ fn selected_seqs(conn: &Connection, qid: i64, selection: &Selection) -> Result<V
     Ok(out)
 }
 
+/// Requeues one chunk: dead letters with `seq < before`. Returns how many were
+/// requeued and, when more may remain, the cursor for the next chunk.
 pub(crate) fn requeue_dead_letters(
     conn: &Connection,
     queue: &QueueName,
     selection: &Selection,
-) -> Result<u64> {
+    before: i64,
+) -> Result<(u64, Option<i64>)> {
     let (qid, _) = queue_options(conn, queue)?;
     let now = now_millis();
     let mut requeued = 0;
-    for seq in selected_seqs(conn, qid, selection)? {
+    let seqs = selected_seqs(conn, qid, selection, before)?;
+    let next = match selection {
+        Selection::All if seqs.len() as i64 == CHUNK => seqs.last().copied(),
+        _ => None,
+    };
+    for seq in seqs {
         // ON CONFLICT: an id that is live again stays in the dead letters.
         let n = conn
             .prepare_cached(
@@ -859,7 +876,7 @@ pub(crate) fn requeue_dead_letters(
             requeued += 1;
         }
     }
-    Ok(requeued)
+    Ok((requeued, next))
 }
 
 pub(crate) fn delete_dead_letters(
@@ -870,7 +887,12 @@ pub(crate) fn delete_dead_letters(
     let (qid, _) = queue_options(conn, queue)?;
     let n = match selection {
         Selection::All => conn
-            .execute("DELETE FROM dead_letters WHERE qid = ?1", [qid])
+            .prepare_cached(
+                "DELETE FROM dead_letters WHERE seq IN
+                   (SELECT seq FROM dead_letters WHERE qid = ?1 LIMIT ?2)",
+            )
+            .ctx("cannot purge dead letters")?
+            .execute(params![qid, CHUNK])
             .ctx("cannot purge dead letters")?,
         Selection::Ids(ids) => {
             let mut stmt = conn

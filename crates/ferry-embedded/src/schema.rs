@@ -191,7 +191,12 @@ type SchemaRow = (String, String, String, Option<String>);
 
 fn schema_rows(conn: &Connection) -> rusqlite::Result<Vec<SchemaRow>> {
     let mut stmt =
-        conn.prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name")?;
+        // sqlite_stat* tables appear when an operator runs ANALYZE or PRAGMA optimize:
+        // harmless, and not part of the format.
+        conn.prepare(
+            "SELECT type, name, tbl_name, sql FROM sqlite_schema
+             WHERE name NOT LIKE 'sqlite_stat%' ORDER BY type, name",
+        )?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     rows.collect()
 }

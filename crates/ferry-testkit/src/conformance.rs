@@ -793,6 +793,24 @@ pub async fn invalid_input(d: Arc<dyn Driver>) {
         ErrorKind::InvalidInput,
         "receive max 0",
     );
+    expect_kind(
+        d.receive(&q, ReceiveOptions::max(1).with_lease(Duration::MAX))
+            .await,
+        ErrorKind::InvalidInput,
+        "absurd lease",
+    );
+    expect_kind(
+        d.send(&q, vec![Message::new("x").with_delay(Duration::MAX)])
+            .await,
+        ErrorKind::InvalidInput,
+        "absurd delay",
+    );
+    expect_kind(
+        d.create_queue(&q, QueueOptions::default().with_lease(Duration::MAX))
+            .await,
+        ErrorKind::InvalidInput,
+        "absurd queue lease",
+    );
     let t = unique_topic("conf");
     expect_kind(
         d.bind(&t, &q, "a").await,

@@ -29,15 +29,19 @@
 //! # Ok::<(), Error>(()) }).unwrap();
 //! ```
 
+mod breaker;
 mod handler;
 mod hooks;
+mod rate;
 mod run;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
 pub use handler::Handler;
 pub use hooks::{DeadLetterEvent, Ensure, FailHook};
+pub use rate::RateLimit;
 
 use crate::driver::Driver;
 use crate::idempotency::IdempotencyStore;
@@ -108,6 +112,8 @@ pub struct ConsumerBuilder {
     poll: Duration,
     idempotency: Option<Idempotency>,
     fail_hook: Option<Arc<dyn FailHook>>,
+    rate: Option<RateLimit>,
+    breaker: Option<CircuitBreaker>,
 }
 
 impl std::fmt::Debug for dyn FailHook {
@@ -216,6 +222,21 @@ impl ConsumerBuilder {
         self
     }
 
+    /// At most this many messages per second start their handler (across this
+    /// consumer's workers). Share one [`RateLimit`] between consumers to cap them together.
+    pub fn rate_limit(mut self, rate: RateLimit) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// Pauses receiving while the failure ratio of recent attempts is above the
+    /// breaker's threshold, probing one message at a time after its cool-down. Keep a
+    /// clone of `breaker` to read its [`state`](CircuitBreaker::state).
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
     /// A consumer of the queue on `driver`, running `handler`.
     pub fn build(self, driver: Arc<dyn Driver>, handler: impl Handler) -> Consumer {
         Consumer {
@@ -257,6 +278,8 @@ impl Consumer {
             poll: Duration::from_secs(1),
             idempotency: None,
             fail_hook: None,
+            rate: None,
+            breaker: None,
         }
     }
 }

@@ -9,7 +9,10 @@ use tokio::task::JoinSet;
 
 use tracing::Instrument;
 
-use super::{Consumer, ConsumerReport, DeadLetterEvent, FailHook, Handler, Idempotency};
+use super::{
+    Admission, CircuitBreaker, Consumer, ConsumerReport, DeadLetterEvent, FailHook, Handler,
+    Idempotency,
+};
 use crate::driver::{Driver, ReceiveOptions, SettleAction, Settlement};
 use crate::error::Result;
 use crate::idempotency::{Claim, ClaimToken};
@@ -42,7 +45,11 @@ struct Shared {
     hard_stop: watch::Receiver<bool>,
     idempotency: Option<Idempotency>,
     fail_hook: Option<Arc<dyn FailHook>>,
+    breaker: Option<CircuitBreaker>,
 }
+
+/// Longest a dead-letter hook may run; it must not hold up shutdown forever.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Consumer {
     /// Runs until `shutdown` resolves (or, with `until_empty`, until the queue is
@@ -71,7 +78,9 @@ impl Consumer {
             hard_stop: hard_rx,
             idempotency: cfg.idempotency.clone(),
             fail_hook: cfg.fail_hook.clone(),
+            breaker: cfg.breaker.clone(),
         };
+        let mut fatal = None;
         let permits = Arc::new(Semaphore::new(cfg.concurrency));
         let mut tasks: JoinSet<Tally> = JoinSet::new();
         let mut report = ConsumerReport::default();
@@ -90,8 +99,19 @@ impl Consumer {
                     Err(_) => break,
                 },
             };
+            // A tripped circuit breaker pauses receiving; in half-open it lets one
+            // probe message through at a time.
+            let mut probe = false;
+            if let Some(breaker) = &cfg.breaker {
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    admission = breaker.wait_until_allowed() => probe = admission == Admission::Probe,
+                }
+            }
+            let limit = if probe { 1 } else { prefetch };
             let mut held = vec![first];
-            while held.len() < prefetch {
+            while held.len() < limit {
                 match permits.clone().try_acquire_owned() {
                     Ok(p) => held.push(p),
                     Err(_) => break,
@@ -128,34 +148,67 @@ impl Consumer {
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    // Not fixable by retrying (the queue was deleted, the file is
+                    // damaged): stop, but let running handlers finish first.
+                    fatal = Some(e);
+                    break;
+                }
             };
             if deliveries.is_empty() {
                 drop(held);
+                if probe && let Some(breaker) = &cfg.breaker {
+                    breaker.release_probe();
+                }
                 if cfg.until_empty && !tasks.is_empty() {
                     // Nothing to fetch: wait for a running handler instead of polling.
-                    if let Some(done) = tasks.join_next().await {
-                        record(&mut report, done);
+                    tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break,
+                        done = tasks.join_next() => if let Some(done) = done {
+                            record(&mut report, done);
+                        },
                     }
                     continue;
                 }
                 if cfg.until_empty {
-                    let stats = self.driver.stats(Some(&cfg.queue)).await?;
-                    if stats.iter().all(|s| s.is_drained()) {
-                        break;
+                    match self.driver.stats(Some(&cfg.queue)).await {
+                        Ok(stats) if stats.iter().all(|s| s.is_drained()) => break,
+                        Ok(_) => {}
+                        Err(e) if e.is_transient() => {}
+                        Err(e) => {
+                            fatal = Some(e);
+                            break;
+                        }
                     }
                 }
                 continue;
             }
             report.received += deliveries.len() as u64;
+            let mut extra = Vec::new();
             for d in deliveries {
-                let Some(permit) = held.pop() else { break };
+                let Some(permit) = held.pop() else {
+                    // A driver returned more than asked for: hand the extras back
+                    // instead of leaving them leased and unhandled.
+                    extra.push(release_of(&d));
+                    continue;
+                };
+                if let Some(rate) = &cfg.rate {
+                    rate.acquire().await;
+                }
                 let shared = shared.clone();
                 tasks.spawn(async move {
                     let tally = process(&shared, d).await;
                     drop(permit);
                     tally
                 });
+            }
+            if !extra.is_empty() {
+                tracing::error!(
+                    count = extra.len(),
+                    "driver returned more deliveries than asked for; releasing them"
+                );
+                let _ = self.driver.settle(extra).await;
             }
         }
 
@@ -172,7 +225,27 @@ impl Consumer {
                 record(&mut report, done);
             }
         }
-        Ok(report)
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+}
+
+fn release_of(d: &Delivery) -> Settlement {
+    Settlement {
+        receipt: d.receipt.clone(),
+        action: SettleAction::Release,
+    }
+}
+
+/// Aborts the task when dropped, so a consumer task that is itself aborted (or whose
+/// `run` future is dropped) never leaves a handler or a lease extender running on.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -222,21 +295,25 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
                 return settle(shared, &delivery, SettleAction::Ack, tally).await;
             }
             Ok(Claim::Busy { until }) => {
-                // Another worker is on the same key right now; look again when its
-                // claim would have expired.
-                let action = retry_or_dead(
-                    shared,
-                    &delivery,
-                    Some(until),
-                    None,
-                    &mut tally,
-                    "idempotency key busy",
-                );
-                return settle(shared, &delivery, action, tally).await;
+                // Another worker is on the same key right now: wait a little, then
+                // hand the message back without spending an attempt on it.
+                let wait = until
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .min(shared.lease / 2);
+                tokio::time::sleep(wait).await;
+                tally.released = true;
+                return settle(shared, &delivery, SettleAction::Release, tally).await;
             }
             Ok(Claim::Suspect(token)) => {
                 if let Some(ensure) = &idem.ensure {
-                    match ensure.already_done(delivery.clone()).await {
+                    let limit = shared.timeout.unwrap_or(shared.lease);
+                    let asked = tokio::time::timeout(limit, ensure.already_done(delivery.clone()))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(format!("timed out after {}", crate::format_duration(limit)).into())
+                        });
+                    match asked {
                         Ok(true) => {
                             let _ = idem.store.complete(&key, token, idem.retention).await;
                             tally.duplicate = true;
@@ -256,16 +333,17 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
             }
             Ok(Claim::Acquired(token)) => claim = Some((key, token)),
             Err(e) => {
-                // The store is unreachable: do not run the handler blind.
-                tracing::warn!(error = %e, "idempotency store failed; retrying the message");
-                let error = format!("idempotency store failed: {e}");
-                let action = retry_or_dead(shared, &delivery, None, Some(error), &mut tally, "");
-                return settle(shared, &delivery, action, tally).await;
+                // The store is unreachable: do not run the handler blind, and do not
+                // spend the message's attempts on an outage of the store.
+                tracing::warn!(error = %e, "idempotency store failed; handing the message back");
+                tokio::time::sleep(Duration::from_secs(1).min(shared.lease / 2)).await;
+                tally.released = true;
+                return settle(shared, &delivery, SettleAction::Release, tally).await;
             }
         }
     }
 
-    let extender = tokio::spawn(
+    let extender = AbortOnDrop(tokio::spawn(
         extend_lease(
             shared.driver.clone(),
             receipt.clone(),
@@ -273,10 +351,12 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
             claim.clone().zip(shared.idempotency.clone()),
         )
         .in_current_span(),
-    );
+    ));
     let handler = shared.handler.clone();
     let input = delivery.clone();
-    let mut job = tokio::spawn(async move { handler.handle(input).await }.in_current_span());
+    let mut job = AbortOnDrop(tokio::spawn(
+        async move { handler.handle(input).await }.in_current_span(),
+    ));
     let mut hard_stop = shared.hard_stop.clone();
     let timeout = async {
         match shared.timeout {
@@ -285,7 +365,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
         }
     };
     let outcome = tokio::select! {
-        joined = &mut job => match joined {
+        joined = &mut job.0 => match joined {
             Ok(outcome) => Some(outcome),
             Err(e) if e.is_panic() => {
                 tally.panicked = true;
@@ -294,17 +374,26 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
             Err(e) => Some(Outcome::fail(format!("handler task failed: {e}"))),
         },
         _ = timeout => {
-            job.abort();
+            job.0.abort();
             tally.timed_out = true;
             let t = shared.timeout.unwrap_or_default();
             Some(Outcome::fail(format!("handler timed out after {}", crate::format_duration(t))))
         }
         _ = hard_stop.wait_for(|stop| *stop) => {
-            job.abort();
+            job.0.abort();
             None
         }
     };
-    extender.abort();
+    drop(extender);
+    // An aborted handler stops only at its next `.await`; one that blocks may still be
+    // working. Its idempotency claim is then kept (it expires with the lease), so a
+    // redelivery is treated as a suspected duplicate, not as fresh work.
+    let cut_short = tally.timed_out || outcome.is_none();
+    if let Some(breaker) = &shared.breaker
+        && outcome.is_some()
+    {
+        breaker.record(matches!(outcome, Some(Outcome::Ack)));
+    }
 
     let action = match outcome {
         // Shutdown cut the handler short: hand the message back, not counted.
@@ -317,7 +406,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
             SettleAction::Ack
         }
         Some(Outcome::Retry { after, error }) => {
-            let delay = after.map(|a| SystemTime::now() + a);
+            let delay = after.map(crate::time::after);
             retry_or_dead(shared, &delivery, delay, error, &mut tally, "")
         }
         Some(Outcome::DeadLetter { reason, error }) => {
@@ -325,7 +414,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
             SettleAction::DeadLetter { reason, error }
         }
     };
-    if let (Some((key, token)), Some(idem)) = (&claim, &shared.idempotency) {
+    if let (Some((key, token)), Some(idem), false) = (&claim, &shared.idempotency, cut_short) {
         let done = if matches!(action, SettleAction::Ack) {
             idem.store.complete(key, *token, idem.retention).await
         } else {
@@ -358,7 +447,7 @@ fn retry_or_dead(
             shared
                 .retry
                 .delay_after(attempt, shared.queue_max)
-                .map(|d| SystemTime::now() + d)
+                .map(crate::time::after)
         })
     };
     match next {
@@ -409,7 +498,9 @@ async fn settle(
         match shared.driver.settle_one(settlement.clone()).await {
             Ok(()) => {
                 if let (Some(event), Some(hook)) = (hook_event, &shared.fail_hook)
-                    && let Err(e) = hook.on_dead_letter(event).await
+                    && let Err(e) = tokio::time::timeout(HOOK_TIMEOUT, hook.on_dead_letter(event))
+                        .await
+                        .unwrap_or_else(|_| Err("timed out".into()))
                 {
                     tracing::error!(error = %e, "dead-letter hook failed; the dead letter is kept");
                     tally.hook_error = true;
