@@ -243,6 +243,9 @@ pub struct ConsumeArgs {
     /// Longest delay between retries.
     #[arg(long, value_name = "DUR", default_value = "10m", value_parser = parse_duration)]
     pub max_backoff: Duration,
+    /// Start at most this many messages per second (default: no limit).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate: Option<u32>,
     /// Most messages fetched per receive call (default: the concurrency).
     #[arg(long, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]

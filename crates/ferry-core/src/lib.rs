@@ -33,6 +33,7 @@ mod memory;
 mod message;
 mod name;
 mod outcome;
+mod producer;
 mod retry;
 mod route;
 pub mod time;
@@ -56,5 +57,6 @@ pub use name::{
     validate_pattern, validate_route_key,
 };
 pub use outcome::{IntoOutcome, Outcome};
+pub use producer::{Producer, TRACEPARENT, new_traceparent};
 pub use retry::{Backoff, RetryPolicy};
 pub use route::route_matches;

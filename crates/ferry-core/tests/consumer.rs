@@ -458,3 +458,60 @@ async fn failed_attempt_releases_the_idempotency_claim() {
         Claim::Done
     );
 }
+
+#[tokio::test]
+async fn circuit_breaker_stops_receiving_when_failures_pile_up() {
+    use ferry_core::consumer::{BreakerConfig, BreakerState, CircuitBreaker};
+    let (d, q) = setup(10).await;
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        window: 4,
+        min_samples: 4,
+        failure_ratio: 0.5,
+        cool_down: Duration::from_secs(60),
+    });
+    let report = Consumer::builder(q.clone())
+        .retry_policy(fast_retry(100))
+        .circuit_breaker(breaker.clone())
+        .build(d.clone(), |_d: Delivery| async {
+            Err::<(), _>("downstream is down")
+        })
+        .run(tokio::time::sleep(Duration::from_millis(500)))
+        .await
+        .expect("run");
+    assert_eq!(
+        report.received, 4,
+        "receiving paused once 4 of 4 attempts failed"
+    );
+    assert!(
+        matches!(breaker.state(), BreakerState::Open { .. }),
+        "{}",
+        breaker.state()
+    );
+    let stats = d.stats(Some(&q)).await.expect("stats");
+    assert_eq!(
+        stats[0].ready + stats[0].delayed,
+        10,
+        "nothing lost while paused"
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_paces_handlers() {
+    let (d, q) = setup(10).await;
+    let started = std::time::Instant::now();
+    let report = Consumer::builder(q.clone())
+        .concurrency(4)
+        .rate_limit(ferry_core::consumer::RateLimit::per_second(20).expect("rate"))
+        .until_empty(true)
+        .build(d.clone(), |_d: Delivery| async {})
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(report.acked, 10);
+    // 10 handler starts at 20/s need at least 9 intervals of 50 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(440),
+        "{:?}",
+        started.elapsed()
+    );
+}

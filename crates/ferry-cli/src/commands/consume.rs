@@ -51,6 +51,9 @@ pub async fn run(driver: Arc<dyn Driver>, args: ConsumeArgs) -> Result<()> {
     if let Some(batch) = args.batch {
         builder = builder.prefetch(batch);
     }
+    if let Some(rate) = args.rate.and_then(ferry::consumer::RateLimit::per_second) {
+        builder = builder.rate_limit(rate);
+    }
     if args.idempotent {
         let store = driver.idempotency_store().ok_or_else(|| {
             Error::new(
