@@ -515,3 +515,74 @@ async fn rate_limit_paces_handlers() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn batch_handler_gets_slices_and_settles_per_message() {
+    let (d, q) = setup(25).await;
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = sizes.clone();
+    let report = Consumer::builder(q.clone())
+        .retry_policy(fast_retry(2))
+        .until_empty(true)
+        .build_batch(d.clone(), 10, move |batch: Vec<Delivery>| {
+            let s2 = s2.clone();
+            async move {
+                s2.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(batch.len());
+                batch
+                    .iter()
+                    .map(|d| match d.id.as_str() {
+                        "m3" => Outcome::reject("bad row"),
+                        "m7" => Outcome::fail("always"),
+                        _ => Outcome::Ack,
+                    })
+                    .collect::<Vec<_>>()
+            }
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(
+        (report.acked, report.dead_lettered, report.retried),
+        (23, 2, 1)
+    );
+    let sizes = sizes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    assert!(sizes.iter().all(|n| *n <= 10), "{sizes:?}");
+    assert_eq!(
+        sizes.iter().take(3).sum::<usize>(),
+        25,
+        "first three batches carry all 25: {sizes:?}"
+    );
+    let dl = dead(&d, &q).await;
+    let mut ids: Vec<&str> = dl.iter().map(|x| x.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["m3", "m7"]);
+}
+
+#[tokio::test]
+async fn batch_handler_short_answer_and_panic_fail_the_rest() {
+    let (d, q) = setup(4).await;
+    let report = Consumer::builder(q.clone())
+        .retry_policy(fast_retry(2))
+        .until_empty(true)
+        .build_batch(d.clone(), 4, |batch: Vec<Delivery>| async move {
+            if batch.iter().any(|d| d.attempt > 1) {
+                panic!("second try panics");
+            }
+            vec![Outcome::Ack; 2] // only two answers for four messages
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!((report.acked, report.dead_lettered), (2, 2));
+    assert_eq!(report.panicked, 2);
+    let dl = dead(&d, &q).await;
+    assert!(
+        dl.iter().all(|x| x
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("panicked"))),
+        "{dl:?}"
+    );
+}

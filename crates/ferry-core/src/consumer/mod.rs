@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker};
-pub use handler::Handler;
+pub use handler::{BatchHandler, Handler};
 pub use hooks::{DeadLetterEvent, Ensure, FailHook};
 pub use rate::RateLimit;
 
@@ -237,21 +237,44 @@ impl ConsumerBuilder {
         self
     }
 
-    /// A consumer of the queue on `driver`, running `handler`.
+    /// A consumer of the queue on `driver`, running `handler` per message.
     pub fn build(self, driver: Arc<dyn Driver>, handler: impl Handler) -> Consumer {
         Consumer {
             config: self,
             driver,
-            handler: Arc::new(handler),
+            work: Work::Single(Arc::new(handler)),
         }
     }
+
+    /// A consumer that hands `handler` up to `size` messages at once (one receive, one
+    /// settle for the whole batch); `concurrency` batches run at once. Idempotency
+    /// settings do not apply to batch handlers (a batch handler deduplicates itself).
+    pub fn build_batch(
+        self,
+        driver: Arc<dyn Driver>,
+        size: usize,
+        handler: impl BatchHandler,
+    ) -> Consumer {
+        Consumer {
+            config: self,
+            driver,
+            work: Work::Batch(Arc::new(handler), size.max(1)),
+        }
+    }
+}
+
+/// What a consumer runs: a handler per message, or a batch handler.
+#[derive(Clone)]
+pub(crate) enum Work {
+    Single(Arc<dyn Handler>),
+    Batch(Arc<dyn BatchHandler>, usize),
 }
 
 /// Runs a handler over a queue; see the module docs.
 pub struct Consumer {
     config: ConsumerBuilder,
     driver: Arc<dyn Driver>,
-    handler: Arc<dyn Handler>,
+    work: Work,
 }
 
 impl std::fmt::Debug for Consumer {

@@ -10,8 +10,8 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use super::{
-    Admission, CircuitBreaker, Consumer, ConsumerReport, DeadLetterEvent, FailHook, Handler,
-    Idempotency,
+    Admission, CircuitBreaker, Consumer, ConsumerReport, DeadLetterEvent, FailHook, Idempotency,
+    Work,
 };
 use crate::driver::{Driver, ReceiveOptions, SettleAction, Settlement};
 use crate::error::Result;
@@ -37,7 +37,7 @@ struct Tally {
 #[derive(Clone)]
 struct Shared {
     driver: Arc<dyn Driver>,
-    handler: Arc<dyn Handler>,
+    work: Work,
     retry: RetryPolicy,
     queue_max: u32,
     lease: Duration,
@@ -70,7 +70,7 @@ impl Consumer {
         let (hard_tx, hard_rx) = watch::channel(false);
         let shared = Shared {
             driver: self.driver.clone(),
-            handler: self.handler,
+            work: self.work.clone(),
             retry: cfg.retry.clone(),
             queue_max: info.options.max_attempts,
             lease,
@@ -82,7 +82,11 @@ impl Consumer {
         };
         let mut fatal = None;
         let permits = Arc::new(Semaphore::new(cfg.concurrency));
-        let mut tasks: JoinSet<Tally> = JoinSet::new();
+        let batch_size = match &self.work {
+            Work::Batch(_, size) => Some(*size),
+            Work::Single(_) => None,
+        };
+        let mut tasks: JoinSet<Vec<Tally>> = JoinSet::new();
         let mut report = ConsumerReport::default();
         let mut backoff = Duration::from_millis(100);
         tokio::pin!(shutdown);
@@ -109,7 +113,12 @@ impl Consumer {
                     admission = breaker.wait_until_allowed() => probe = admission == Admission::Probe,
                 }
             }
-            let limit = if probe { 1 } else { prefetch };
+            // Batch mode: one permit per batch, a whole batch per receive.
+            let limit = if probe || batch_size.is_some() {
+                1
+            } else {
+                prefetch
+            };
             let mut held = vec![first];
             while held.len() < limit {
                 match permits.clone().try_acquire_owned() {
@@ -126,9 +135,11 @@ impl Consumer {
             } else {
                 cfg.poll
             };
-            let opts = ReceiveOptions::max(held.len())
-                .with_lease(lease)
-                .with_wait(wait);
+            let want = match batch_size {
+                Some(size) if !probe => size,
+                _ => held.len(),
+            };
+            let opts = ReceiveOptions::max(want).with_lease(lease).with_wait(wait);
             let received = tokio::select! {
                 biased;
                 r = self.driver.receive(&cfg.queue, opts) => r,
@@ -185,6 +196,20 @@ impl Consumer {
                 continue;
             }
             report.received += deliveries.len() as u64;
+            if batch_size.is_some() {
+                let Some(permit) = held.pop() else { continue };
+                if let Some(rate) = &cfg.rate {
+                    rate.acquire_n(u32::try_from(deliveries.len()).unwrap_or(u32::MAX))
+                        .await;
+                }
+                let shared = shared.clone();
+                tasks.spawn(async move {
+                    let tallies = process_batch(&shared, deliveries).await;
+                    drop(permit);
+                    tallies
+                });
+                continue;
+            }
             let mut extra = Vec::new();
             for d in deliveries {
                 let Some(permit) = held.pop() else {
@@ -200,7 +225,7 @@ impl Consumer {
                 tasks.spawn(async move {
                     let tally = process(&shared, d).await;
                     drop(permit);
-                    tally
+                    vec![tally]
                 });
             }
             if !extra.is_empty() {
@@ -249,9 +274,27 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-fn record(report: &mut ConsumerReport, done: std::result::Result<Tally, tokio::task::JoinError>) {
+fn record(
+    report: &mut ConsumerReport,
+    done: std::result::Result<Vec<Tally>, tokio::task::JoinError>,
+) {
     match done {
-        Ok(t) => {
+        Ok(tallies) => {
+            for t in tallies {
+                add(report, &t);
+            }
+        }
+        Err(e) => {
+            // The task wrapper itself does not panic; this is a bug, but the message is
+            // safe: its lease expires and it is delivered again.
+            tracing::error!(error = %e, "consumer task failed");
+        }
+    }
+}
+
+fn add(report: &mut ConsumerReport, t: &Tally) {
+    {
+        {
             report.acked += u64::from(t.acked);
             report.retried += u64::from(t.retried);
             report.dead_lettered += u64::from(t.dead);
@@ -261,11 +304,6 @@ fn record(report: &mut ConsumerReport, done: std::result::Result<Tally, tokio::t
             report.released += u64::from(t.released);
             report.duplicates += u64::from(t.duplicate);
             report.hook_errors += u64::from(t.hook_error);
-        }
-        Err(e) => {
-            // The task wrapper itself does not panic; this is a bug, but the message is
-            // safe: its lease expires and it is delivered again.
-            tracing::error!(error = %e, "consumer task failed");
         }
     }
 }
@@ -352,7 +390,9 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
         )
         .in_current_span(),
     ));
-    let handler = shared.handler.clone();
+    let Work::Single(handler) = shared.work.clone() else {
+        return Tally::default();
+    };
     let input = delivery.clone();
     let mut job = AbortOnDrop(tokio::spawn(
         async move { handler.handle(input).await }.in_current_span(),
@@ -561,4 +601,169 @@ fn panic_message(e: tokio::task::JoinError) -> String {
             .unwrap_or_else(|| "non-string panic payload".to_string()),
         Err(e) => e.to_string(),
     }
+}
+
+/// Runs a batch handler over `deliveries` and settles the whole batch in one call.
+async fn process_batch(shared: &Shared, deliveries: Vec<Delivery>) -> Vec<Tally> {
+    let Work::Batch(handler, _) = shared.work.clone() else {
+        return Vec::new();
+    };
+    let span = tracing::info_span!("ferry.batch", size = deliveries.len());
+    let extenders: Vec<AbortOnDrop<()>> = deliveries
+        .iter()
+        .map(|d| {
+            AbortOnDrop(tokio::spawn(extend_lease(
+                shared.driver.clone(),
+                d.receipt.clone(),
+                shared.lease,
+                None,
+            )))
+        })
+        .collect();
+    let input = deliveries.clone();
+    let mut job = AbortOnDrop(tokio::spawn(
+        async move { handler.handle_batch(input).await }.instrument(span),
+    ));
+    let mut hard_stop = shared.hard_stop.clone();
+    let timeout = async {
+        match shared.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut tallies: Vec<Tally> = deliveries.iter().map(|_| Tally::default()).collect();
+    let outcomes: Option<Vec<Outcome>> = tokio::select! {
+        joined = &mut job.0 => Some(match joined {
+            Ok(mut outcomes) => {
+                if outcomes.len() != deliveries.len() {
+                    tracing::error!(got = outcomes.len(), want = deliveries.len(), "batch handler returned the wrong number of outcomes");
+                }
+                let missing = Outcome::fail(format!(
+                    "batch handler returned {} outcomes for {} messages",
+                    outcomes.len(),
+                    deliveries.len()
+                ));
+                outcomes.resize(deliveries.len(), missing);
+                outcomes
+            }
+            Err(e) => {
+                let why = if e.is_panic() {
+                    for t in &mut tallies {
+                        t.panicked = true;
+                    }
+                    format!("batch handler panicked: {}", panic_message(e))
+                } else {
+                    format!("batch handler task failed: {e}")
+                };
+                deliveries.iter().map(|_| Outcome::fail(&why)).collect()
+            }
+        }),
+        _ = timeout => {
+            job.0.abort();
+            for t in &mut tallies {
+                t.timed_out = true;
+            }
+            let t = shared.timeout.unwrap_or_default();
+            let why = format!("batch handler timed out after {}", crate::format_duration(t));
+            Some(deliveries.iter().map(|_| Outcome::fail(&why)).collect())
+        }
+        _ = hard_stop.wait_for(|stop| *stop) => {
+            job.0.abort();
+            None
+        }
+    };
+    drop(extenders);
+
+    let mut settlements = Vec::with_capacity(deliveries.len());
+    for (i, d) in deliveries.iter().enumerate() {
+        let tally = &mut tallies[i];
+        let action = match outcomes.as_ref().and_then(|o| o.get(i)).cloned() {
+            None => {
+                tally.released = true;
+                SettleAction::Release
+            }
+            Some(Outcome::Ack) => {
+                tally.acked = true;
+                SettleAction::Ack
+            }
+            Some(Outcome::Retry { after, error }) => {
+                retry_or_dead(shared, d, after.map(crate::time::after), error, tally, "")
+            }
+            Some(Outcome::DeadLetter { reason, error }) => {
+                tally.dead = true;
+                SettleAction::DeadLetter { reason, error }
+            }
+        };
+        if let (Some(breaker), Some(_)) = (&shared.breaker, &outcomes) {
+            breaker.record(matches!(action, SettleAction::Ack));
+        }
+        settlements.push(Settlement {
+            receipt: d.receipt.clone(),
+            action,
+        });
+    }
+    let results = settle_all(shared, settlements.clone()).await;
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(()) => {
+                if let (SettleAction::DeadLetter { reason, error }, Some(hook)) =
+                    (&settlements[i].action, &shared.fail_hook)
+                {
+                    let event = DeadLetterEvent {
+                        queue: deliveries[i].queue.clone(),
+                        id: deliveries[i].id.clone(),
+                        reason: reason.clone(),
+                        error: error.clone(),
+                        attempts: deliveries[i].attempt,
+                        at: SystemTime::now(),
+                    };
+                    let hooked = tokio::time::timeout(HOOK_TIMEOUT, hook.on_dead_letter(event))
+                        .await
+                        .unwrap_or_else(|_| Err("timed out".into()));
+                    if let Err(e) = hooked {
+                        tracing::error!(error = %e, "dead-letter hook failed; the dead letter is kept");
+                        tallies[i].hook_error = true;
+                    }
+                }
+            }
+            Err(_) => {
+                let t = &tallies[i];
+                tallies[i] = Tally {
+                    settle_error: true,
+                    panicked: t.panicked,
+                    timed_out: t.timed_out,
+                    ..Tally::default()
+                };
+            }
+        }
+    }
+    tallies
+}
+
+/// Settles a batch in one driver call, retrying transient failures of the call.
+async fn settle_all(shared: &Shared, settlements: Vec<Settlement>) -> Vec<Result<()>> {
+    let n = settlements.len();
+    let mut wait = Duration::from_millis(50);
+    for _ in 0..5 {
+        match shared.driver.settle(settlements.clone()).await {
+            Ok(results) => return results,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "batch settle failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "batch settle rejected");
+                break;
+            }
+        }
+    }
+    (0..n)
+        .map(|_| {
+            Err(crate::Error::new(
+                crate::ErrorKind::Unavailable,
+                "batch was not settled",
+            ))
+        })
+        .collect()
 }
