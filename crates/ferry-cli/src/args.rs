@@ -60,6 +60,17 @@ pub enum Command {
     Dlq(DlqCommand),
     /// Message counts per queue: ready, delayed, in flight, dead.
     Stats(StatsArgs),
+    /// The history of one message: sent, delivered, retried, dead-lettered, acked, ...
+    Inspect {
+        /// The queue.
+        queue: QueueName,
+        /// The message id.
+        #[arg(value_parser = parse_message_id)]
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// A self-contained tour: 300 messages, failures, retries, dead letters (ignores --backend).
     Demo(DemoArgs),
     /// Measure send and receive+ack throughput and latency on a backend.
@@ -374,6 +385,9 @@ pub struct BenchArgs {
     /// Commit every operation on its own (file: backends only), to measure group commit.
     #[arg(long)]
     pub no_group_commit: bool,
+    /// Record no message history (file: backends only), to measure its cost.
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 fn parse_pattern(s: &str) -> Result<String, ferry::Error> {

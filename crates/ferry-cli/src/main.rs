@@ -16,7 +16,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::{Cli, Command};
-use crate::commands::{bench, consume, demo, dlq, queue, send, stats, topic};
+use crate::commands::{bench, consume, demo, dlq, inspect, queue, send, stats, topic};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -54,6 +54,7 @@ async fn run(cli: Cli) -> ferry::Result<()> {
         Command::Consume(a) => consume::run(driver, a).await,
         Command::Dlq(c) => dlq::run(&*driver, c).await,
         Command::Stats(a) => stats::run(&*driver, a).await,
+        Command::Inspect { queue, id, json } => inspect::run(&*driver, &queue, &id, json).await,
         Command::Demo(_) | Command::Bench(_) => Ok(()),
     }
 }

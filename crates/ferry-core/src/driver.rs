@@ -315,6 +315,16 @@ pub trait Driver: Topology + DeadLetters {
     /// Counts by state for `queue`, or for every queue when `None` (sorted by name).
     async fn stats(&self, queue: Option<&QueueName>) -> Result<Vec<QueueStats>>;
 
+    /// The lifecycle events of message `id` in `queue` within the history retention,
+    /// oldest first (empty if none are known). `Unsupported` if the backend keeps none.
+    async fn history(&self, queue: &QueueName, id: &str) -> Result<Vec<crate::HistoryEvent>> {
+        let _ = (queue, id);
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            "this backend keeps no message history",
+        ))
+    }
+
     /// Acks one delivery.
     async fn ack(&self, receipt: &Receipt) -> Result<()> {
         self.settle_one(Settlement::ack(receipt.clone())).await

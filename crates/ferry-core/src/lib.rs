@@ -49,8 +49,8 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use idempotency::{Claim, ClaimToken, IdempotencyStore, MemoryIdempotencyStore};
 pub use memory::MemoryDriver;
 pub use message::{
-    Binding, DeadLetter, Delay, Delivery, Limits, MAX_DELAY, MAX_LEASE, Message, QueueInfo,
-    QueueOptions, QueueStats, Receipt, reason,
+    Binding, DeadLetter, Delay, Delivery, HistoryEvent, Limits, MAX_DELAY, MAX_LEASE, Message,
+    QueueInfo, QueueOptions, QueueStats, Receipt, reason,
 };
 pub use name::{
     MAX_ID_LEN, MAX_NAME_LEN, MAX_ROUTE_KEY_LEN, QueueName, TopicName, validate_message_id,

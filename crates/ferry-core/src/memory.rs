@@ -19,8 +19,8 @@ use crate::driver::{
 };
 use crate::error::{Error, ErrorKind, Result};
 use crate::message::{
-    Binding, DeadLetter, Delivery, Limits, Message, QueueInfo, QueueOptions, QueueStats, Receipt,
-    reason,
+    Binding, DeadLetter, Delivery, HistoryEvent, Limits, Message, QueueInfo, QueueOptions,
+    QueueStats, Receipt, reason,
 };
 use crate::name::{QueueName, TopicName, validate_pattern, validate_route_key};
 use crate::route::route_matches;
@@ -56,6 +56,16 @@ struct QueueState {
     options: QueueOptions,
     messages: HashMap<String, Stored>,
     dead: Vec<DeadLetter>,
+    history: HashMap<String, Vec<HistoryEvent>>,
+}
+
+impl QueueState {
+    fn log(&mut self, id: &str, event: &str, attempt: u32, detail: Option<String>, now: i64) {
+        self.history
+            .entry(id.to_string())
+            .or_default()
+            .push(HistoryEvent::new(from_millis(now), event, attempt, detail));
+    }
 }
 
 #[derive(Debug, Default)]
@@ -144,6 +154,7 @@ impl MemoryDriver {
             m.avail_at = now.saturating_add(lease_ms);
             m.attempts += 1;
             m.token = Some(*next_token);
+            let attempt = m.attempts;
             out.push(Delivery {
                 id: m.id.clone(),
                 queue: queue.clone(),
@@ -156,6 +167,7 @@ impl MemoryDriver {
                 lease_until: from_millis(m.avail_at),
                 receipt: Receipt::new(queue.clone(), m.id.clone(), next_token.to_string()),
             });
+            q.log(&id, "delivered", attempt, None, now);
         }
         let next_due = q.messages.values().map(|m| m.avail_at).min();
         Ok((out, next_due))
@@ -207,6 +219,13 @@ impl MemoryDriver {
                     first_failed_at: None,
                 },
             );
+            q.log(
+                m.id(),
+                "sent",
+                0,
+                route_key.map(|k| format!("route key {k}")),
+                now_ms,
+            );
             n += 1;
         }
         (n, dups)
@@ -225,14 +244,23 @@ fn reclaim(queue: &QueueName, q: &mut QueueState, now: i64) {
         let Some(m) = q.messages.get_mut(&id) else {
             continue;
         };
+        let attempt = m.attempts;
         if m.attempts >= q.options.max_attempts {
             if let Some(m) = q.messages.remove(&id) {
                 q.dead
                     .push(to_dead(queue, m, reason::LEASE_EXPIRED, None, now));
+                q.log(
+                    &id,
+                    "dead_lettered",
+                    attempt,
+                    Some(reason::LEASE_EXPIRED.into()),
+                    now,
+                );
             }
         } else {
             m.state = State::Waiting;
             m.first_failed_at.get_or_insert(now);
+            q.log(&id, "lease_expired", attempt, None, now);
         }
     }
 }
@@ -420,6 +448,7 @@ impl DeadLetters for MemoryDriver {
                 continue;
             }
             *next_seq += 1;
+            let id_of_requeued = d.id.clone();
             q.messages.insert(
                 d.id.clone(),
                 Stored {
@@ -438,6 +467,7 @@ impl DeadLetters for MemoryDriver {
                     first_failed_at: None,
                 },
             );
+            q.log(&id_of_requeued, "requeued", 0, None, now);
             requeued += 1;
         }
         keep.reverse();
@@ -567,6 +597,19 @@ impl Driver for MemoryDriver {
                 if m.token != Some(token) {
                     return Err(stale());
                 }
+                let attempt = m.attempts;
+                let (event, detail) = match &s.action {
+                    SettleAction::Ack => ("acked", None),
+                    SettleAction::Retry { error, .. } => ("retried", error.clone()),
+                    SettleAction::Release => ("released", None),
+                    SettleAction::DeadLetter { reason, error } => (
+                        "dead_lettered",
+                        Some(match error {
+                            Some(e) => format!("{reason}: {e}"),
+                            None => reason.clone(),
+                        }),
+                    ),
+                };
                 match s.action {
                     SettleAction::Ack => {
                         q.messages.remove(id);
@@ -596,6 +639,7 @@ impl Driver for MemoryDriver {
                         }
                     }
                 }
+                q.log(id, event, attempt, detail, now);
                 Ok(())
             })();
             results.push(r);
@@ -625,6 +669,15 @@ impl Driver for MemoryDriver {
             }
             _ => Err(Error::stale_receipt(queue.as_str(), id)),
         }
+    }
+
+    async fn history(&self, queue: &QueueName, id: &str) -> Result<Vec<HistoryEvent>> {
+        let inner = self.lock();
+        let q = inner
+            .queues
+            .get(queue)
+            .ok_or_else(|| Error::queue_not_found(queue.as_str()))?;
+        Ok(q.history.get(id).cloned().unwrap_or_default())
     }
 
     async fn stats(&self, queue: Option<&QueueName>) -> Result<Vec<QueueStats>> {

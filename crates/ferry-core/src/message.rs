@@ -548,3 +548,42 @@ impl Binding {
         }
     }
 }
+
+/// One lifecycle event of a message, as kept by the message history.
+///
+/// Event names: `sent`, `delivered`, `retried`, `released`, `lease_expired`,
+/// `dead_lettered`, `requeued`, `acked`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct HistoryEvent {
+    /// When it happened.
+    #[serde(serialize_with = "ser_millis")]
+    pub at: SystemTime,
+    /// What happened.
+    pub event: String,
+    /// The message's attempt count at that moment (0 before the first delivery).
+    pub attempt: u32,
+    /// Details: the error of a failed attempt, the reason of a dead letter, ...
+    pub detail: Option<String>,
+}
+
+fn ser_millis<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_i64(crate::time::to_millis(*t))
+}
+
+impl HistoryEvent {
+    /// An event.
+    pub fn new(
+        at: SystemTime,
+        event: impl Into<String>,
+        attempt: u32,
+        detail: Option<String>,
+    ) -> Self {
+        HistoryEvent {
+            at,
+            event: event.into(),
+            attempt,
+            detail,
+        }
+    }
+}

@@ -29,6 +29,8 @@ pub struct EmbeddedOptions {
     pub max_group: usize,
     /// How often an idle long-poll checks whether another process wrote. Default 25 ms.
     pub poll_interval: Duration,
+    /// How long message history is kept (`None` records none). Default 7 days.
+    pub history: Option<Duration>,
 }
 
 impl Default for EmbeddedOptions {
@@ -37,6 +39,7 @@ impl Default for EmbeddedOptions {
             limits: Limits::default(),
             max_group: 512,
             poll_interval: Duration::from_millis(25),
+            history: Some(Duration::from_secs(7 * 86_400)),
         }
     }
 }
@@ -272,10 +275,11 @@ impl DeadLetters for EmbeddedDriver {
     async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
         let mut total = 0;
         let mut before = i64::MAX;
+        let hist = self.inner.options.history.is_some();
         loop {
             let (q, sel) = (queue.clone(), selection.clone());
             let (n, next) = self
-                .write_waking(move |c| ops::requeue_dead_letters(c, &q, &sel, before))
+                .write_waking(move |c| ops::requeue_dead_letters(c, &q, &sel, before, hist))
                 .await?;
             total += n;
             match next {
@@ -313,8 +317,9 @@ impl Driver for EmbeddedDriver {
     async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport> {
         self.inner.options.limits.validate_batch(&batch)?;
         let q = queue.clone();
+        let hist = self.inner.options.history.is_some();
         let (enqueued, duplicates) = self
-            .write_waking(move |c| ops::enqueue(c, &q, &batch, None))
+            .write_waking(move |c| ops::enqueue(c, &q, &batch, None, hist))
             .await?;
         let mut report = SendReport::default();
         report.enqueued = enqueued;
@@ -331,6 +336,7 @@ impl Driver for EmbeddedDriver {
         validate_route_key(route_key)?;
         self.inner.options.limits.validate_batch(&batch)?;
         let (t, key) = (topic.clone(), route_key.to_string());
+        let hist = self.inner.options.history.is_some();
         self.write_waking(move |c| {
             let queues = ops::route(c, &t, &key)?;
             if queues.is_empty() {
@@ -341,7 +347,7 @@ impl Driver for EmbeddedDriver {
             }
             let mut report = PublishReport::default();
             for q in &queues {
-                let (n, dups) = ops::enqueue(c, q, &batch, Some(&key))?;
+                let (n, dups) = ops::enqueue(c, q, &batch, Some(&key), hist)?;
                 report.enqueued += n;
                 report.duplicates += dups.len() as u64;
             }
@@ -364,7 +370,10 @@ impl Driver for EmbeddedDriver {
                 Some(self.read(ops::data_version).await?)
             };
             let (q, max, lease) = (queue.clone(), options.max, options.lease);
-            let got = self.write(move |c| ops::receive(c, &q, max, lease)).await?;
+            let hist = self.inner.options.history;
+            let got = self
+                .write(move |c| ops::receive(c, &q, max, lease, hist))
+                .await?;
             let Some(version) = version else {
                 return Ok(got.deliveries);
             };
@@ -377,6 +386,7 @@ impl Driver for EmbeddedDriver {
     }
 
     async fn settle(&self, batch: Vec<Settlement>) -> Result<Vec<Result<()>>> {
+        let hist = self.inner.options.history.is_some();
         let wakes = batch.iter().any(|s| {
             matches!(
                 s.action,
@@ -392,7 +402,7 @@ impl Driver for EmbeddedDriver {
                     .iter()
                     .map(|s| {
                         c.execute_batch("SAVEPOINT settle").ctx("cannot settle")?;
-                        let r = ops::settle(c, &s.receipt, &s.action);
+                        let r = ops::settle(c, &s.receipt, &s.action, hist);
                         let end = if r.is_ok() {
                             "RELEASE settle"
                         } else {
@@ -410,6 +420,17 @@ impl Driver for EmbeddedDriver {
         let r = receipt.clone();
         let until = self.write(move |c| ops::extend(c, &r, lease)).await?;
         Ok(from_millis(until))
+    }
+
+    async fn history(&self, queue: &QueueName, id: &str) -> Result<Vec<ferry_core::HistoryEvent>> {
+        if self.inner.options.history.is_none() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "message history is turned off for this data directory",
+            ));
+        }
+        let (q, id) = (queue.clone(), id.to_string());
+        self.read(move |c| ops::message_history(c, &q, &id)).await
     }
 
     async fn stats(&self, queue: Option<&QueueName>) -> Result<Vec<QueueStats>> {

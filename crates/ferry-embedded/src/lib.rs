@@ -34,6 +34,7 @@
 
 mod driver;
 mod error;
+mod history;
 mod idempotency;
 mod ops;
 mod schema;

@@ -14,6 +14,7 @@ use ferry_core::{
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::Context;
+use crate::history;
 use crate::schema::{STATE_DELAYED, STATE_READY};
 
 type Result<T> = std::result::Result<T, Error>;
@@ -132,6 +133,7 @@ pub(crate) fn delete_queue(conn: &Connection, q: &QueueName) -> Result<()> {
     for sql in [
         "DELETE FROM messages WHERE qid = ?1",
         "DELETE FROM dead_letters WHERE qid = ?1",
+        "DELETE FROM history WHERE qid = ?1",
         "DELETE FROM queues WHERE qid = ?1",
     ] {
         conn.execute(sql, [qid]).ctx("cannot delete queue")?;
@@ -238,6 +240,7 @@ pub(crate) fn enqueue(
     queue: &QueueName,
     batch: &[Message],
     route_key: Option<&str>,
+    hist: bool,
 ) -> Result<(u64, Vec<String>)> {
     let (qid, options) = queue_options(conn, queue)?;
     let now = SystemTime::now();
@@ -290,6 +293,10 @@ pub(crate) fn enqueue(
             duplicates.push(m.id().to_string());
         } else {
             enqueued += 1;
+            if hist {
+                let detail = route_key.map(|k| format!("route key {k}"));
+                history::record(conn, qid, m.id(), "sent", 0, detail.as_deref(), now_ms)?;
+            }
         }
     }
     Ok((enqueued, duplicates))
@@ -316,7 +323,7 @@ pub(crate) fn route(
 
 /// Makes due delayed messages and expired leases ready; dead-letters expired leases
 /// that were on their last attempt.
-fn promote(conn: &Connection, qid: i64, max_attempts: u32, now: i64) -> Result<()> {
+fn promote(conn: &Connection, qid: i64, max_attempts: u32, now: i64, hist: bool) -> Result<()> {
     // Bounded per receive (1,000 rows) so a huge backlog falling due at once never
     // holds the writer long; the next receive takes the next slice.
     let expired: Vec<i64> = {
@@ -333,7 +340,19 @@ fn promote(conn: &Connection, qid: i64, max_attempts: u32, now: i64) -> Result<(
             .ctx("cannot reclaim expired leases")?
     };
     for seq in expired {
-        dead_letter_seq(conn, seq, None, reason::LEASE_EXPIRED, None, now)?;
+        dead_letter_seq(conn, seq, None, reason::LEASE_EXPIRED, None, now, hist)?;
+    }
+    if hist {
+        conn.prepare_cached(
+            "INSERT INTO history (qid, id, at, event, attempt, detail)
+             SELECT qid, id, ?2, 'lease_expired', attempts, NULL FROM messages
+             WHERE seq IN (SELECT seq FROM messages
+                           WHERE qid = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2
+                           LIMIT 1000)",
+        )
+        .ctx("cannot record history")?
+        .execute(params![qid, now])
+        .ctx("cannot record history")?;
     }
     conn.prepare_cached(
         "UPDATE messages
@@ -404,10 +423,17 @@ pub(crate) fn receive(
     queue: &QueueName,
     max: usize,
     lease: Option<Duration>,
+    hist: Option<Duration>,
 ) -> Result<Received> {
     let (qid, options) = queue_options(conn, queue)?;
     let now = now_millis();
-    promote(conn, qid, options.max_attempts, now)?;
+    if let Some(retention) = hist
+        && fastrand::u8(..16) == 0
+    {
+        history::prune(conn, retention, now)?;
+    }
+    let hist = hist.is_some();
+    promote(conn, qid, options.max_attempts, now, hist)?;
     let lease_ms = duration_millis(lease.unwrap_or(options.lease)).max(1);
     let lease_until = now.saturating_add(lease_ms);
     let rows: Vec<Row0> = {
@@ -454,6 +480,16 @@ pub(crate) fn receive(
         token
     ])
     .ctx("cannot lease")?;
+    if hist {
+        conn.prepare_cached(
+            "INSERT INTO history (qid, id, at, event, attempt, detail)
+             SELECT qid, id, ?2, 'delivered', attempts, NULL FROM messages
+             WHERE qid = ?1 AND state = 2 AND lane = 0 AND avail_at = ?3 AND lease_token = ?4",
+        )
+        .ctx("cannot record history")?
+        .execute(params![qid, now, lease_until, token])
+        .ctx("cannot record history")?;
+    }
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in rows {
         let Some(intact) = row.verify() else {
@@ -466,6 +502,7 @@ pub(crate) fn receive(
                 reason::CORRUPT,
                 Some("checksum mismatch in the data file".into()),
                 now,
+                hist,
             )?;
             continue;
         };
@@ -524,6 +561,7 @@ fn dead_letter_seq(
     why: &str,
     error: Option<String>,
     now: i64,
+    hist: bool,
 ) -> Result<bool> {
     let n = conn
         .prepare_cached(
@@ -540,6 +578,13 @@ fn dead_letter_seq(
     if n == 0 {
         return Ok(false);
     }
+    if hist {
+        let detail = match &error {
+            Some(e) => format!("{why}: {e}"),
+            None => why.to_string(),
+        };
+        history::record_seq(conn, seq, "dead_lettered", Some(&detail), now)?;
+    }
     conn.prepare_cached("DELETE FROM messages WHERE seq = ?1")
         .ctx("cannot dead-letter")?
         .execute([seq])
@@ -547,11 +592,29 @@ fn dead_letter_seq(
     Ok(true)
 }
 
-pub(crate) fn settle(conn: &Connection, receipt: &Receipt, action: &SettleAction) -> Result<()> {
+pub(crate) fn settle(
+    conn: &Connection,
+    receipt: &Receipt,
+    action: &SettleAction,
+    hist: bool,
+) -> Result<()> {
     let (seq, token) = parse_receipt(receipt)?;
     let queue = receipt.queue().as_str();
     let id = receipt.message_id();
     let now = now_millis();
+    if hist {
+        // Fenced by the token, so a stale settle records nothing; dead-letter moves
+        // record themselves (they also happen without a receipt).
+        let (event, detail) = match action {
+            SettleAction::Ack => (Some("acked"), None),
+            SettleAction::Retry { error, .. } => (Some("retried"), error.as_deref()),
+            SettleAction::Release => (Some("released"), None),
+            SettleAction::DeadLetter { .. } => (None, None),
+        };
+        if let Some(event) = event {
+            history::record_fenced(conn, seq, token, event, detail, now)?;
+        }
+    }
     // The (queue, id) check guards against a receipt forged or mixed up between files.
     let applied = match action {
         SettleAction::Ack => {
@@ -604,7 +667,8 @@ pub(crate) fn settle(conn: &Connection, receipt: &Receipt, action: &SettleAction
                 .query_row(params![seq, queue, id], |r| r.get(0))
                 .optional()
                 .ctx("cannot dead-letter")?;
-            owned.is_some() && dead_letter_seq(conn, seq, Some(token), reason, error.clone(), now)?
+            owned.is_some()
+                && dead_letter_seq(conn, seq, Some(token), reason, error.clone(), now, hist)?
         }
     };
     if applied {
@@ -844,6 +908,7 @@ pub(crate) fn requeue_dead_letters(
     queue: &QueueName,
     selection: &Selection,
     before: i64,
+    hist: bool,
 ) -> Result<(u64, Option<i64>)> {
     let (qid, _) = queue_options(conn, queue)?;
     let now = now_millis();
@@ -869,6 +934,15 @@ pub(crate) fn requeue_dead_letters(
             .execute(params![seq, now])
             .ctx("cannot requeue")?;
         if n > 0 {
+            if hist {
+                conn.prepare_cached(
+                    "INSERT INTO history (qid, id, at, event, attempt, detail)
+                     SELECT qid, id, ?2, 'requeued', 0, NULL FROM dead_letters WHERE seq = ?1",
+                )
+                .ctx("cannot record history")?
+                .execute(params![seq, now])
+                .ctx("cannot record history")?;
+            }
             conn.prepare_cached("DELETE FROM dead_letters WHERE seq = ?1")
                 .ctx("cannot requeue")?
                 .execute([seq])
@@ -914,4 +988,14 @@ pub(crate) fn delete_dead_letters(
 pub(crate) fn data_version(conn: &Connection) -> Result<i64> {
     conn.query_row("PRAGMA data_version", [], |r| r.get(0))
         .ctx("cannot poll the data file")
+}
+
+/// The history of message `id` in `queue`.
+pub(crate) fn message_history(
+    conn: &Connection,
+    queue: &QueueName,
+    id: &str,
+) -> Result<Vec<ferry_core::HistoryEvent>> {
+    let (qid, _) = queue_options(conn, queue)?;
+    history::events(conn, qid, id)
 }

@@ -95,6 +95,16 @@ CREATE TABLE idempotency (
     expires_at INTEGER NOT NULL
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX idempotency_by_expiry ON idempotency (state, expires_at);
+CREATE TABLE history (
+    seq     INTEGER PRIMARY KEY,
+    qid     INTEGER NOT NULL,
+    id      TEXT NOT NULL,
+    at      INTEGER NOT NULL,
+    event   TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    detail  TEXT
+) STRICT;
+CREATE INDEX history_by_id ON history (qid, id);
 ";
 
 /// Per-connection settings: WAL, fsync on every commit, wait for other processes' locks.

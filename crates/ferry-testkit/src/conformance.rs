@@ -49,6 +49,7 @@ pub const ALL: &[&str] = &[
     "stats_by_state",
     "delete_queue_removes_everything",
     "concurrent_receivers_never_share",
+    "history_records_lifecycle",
 ];
 
 const LONG_LEASE: Duration = Duration::from_secs(60);
@@ -994,6 +995,66 @@ pub async fn concurrent_receivers_never_share(d: Arc<dyn Driver>) {
     );
 }
 
+/// Every lifecycle event is in the message's history, in order, with attempt numbers.
+pub async fn history_records_lifecycle(d: Arc<dyn Driver>) {
+    let q = new_queue(&*d, QueueOptions::default()).await;
+    send(&*d, &q, vec![Message::new("x").with_id("h")]).await;
+    let r = recv(&*d, &q, 1, LONG_LEASE).await;
+    d.retry(&r[0].receipt, SystemTime::now(), Some("boom".into()))
+        .await
+        .expect("retry");
+    let r = recv(&*d, &q, 1, LONG_LEASE).await;
+    d.dead_letter(&r[0].receipt, "rejected", Some("bad".into()))
+        .await
+        .expect("dead_letter");
+    d.requeue_dead_letters(&q, Selection::Ids(vec!["h".into()]))
+        .await
+        .expect("requeue");
+    let released = recv(&*d, &q, 1, LONG_LEASE).await;
+    d.release(&released[0].receipt).await.expect("release");
+    let r = recv(&*d, &q, 1, LONG_LEASE).await;
+    // A stale settle changes nothing, so it leaves no trace in the history either.
+    expect_kind(
+        d.ack(&released[0].receipt).await,
+        ErrorKind::StaleReceipt,
+        "stale ack",
+    );
+    ack(&*d, &r[0].receipt).await;
+    let events = d.history(&q, "h").await.expect("history");
+    let names: Vec<(&str, u32)> = events
+        .iter()
+        .map(|e| (e.event.as_str(), e.attempt))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("sent", 0),
+            ("delivered", 1),
+            ("retried", 1),
+            ("delivered", 2),
+            ("dead_lettered", 2),
+            ("requeued", 0),
+            ("delivered", 1),
+            ("released", 1),
+            ("delivered", 1),
+            ("acked", 1),
+        ],
+        "{events:#?}"
+    );
+    assert_eq!(events[2].detail.as_deref(), Some("boom"));
+    assert!(
+        events[4]
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("rejected"))
+    );
+    assert!(
+        events.windows(2).all(|w| w[0].at <= w[1].at),
+        "in time order"
+    );
+    assert!(d.history(&q, "unknown").await.expect("history").is_empty());
+}
+
 /// Stamps out one `#[tokio::test]` per conformance function. `$setup` is an async
 /// expression producing an `Arc<dyn Driver>`; it is evaluated once per test.
 ///
@@ -1013,7 +1074,8 @@ macro_rules! conformance_suite {
             lease_expiry_on_last_attempt_dead_letters, topic_fanout_and_patterns,
             route_matching_agrees_with_reference, batch_all_or_nothing,
             duplicate_id_is_noop_while_queued, invalid_input, long_poll_wakes_on_send,
-            stats_by_state, delete_queue_removes_everything, concurrent_receivers_never_share
+            stats_by_state, delete_queue_removes_everything, concurrent_receivers_never_share,
+            history_records_lifecycle
         );
     };
     (@each $setup:expr; $($name:ident),* $(,)?) => {

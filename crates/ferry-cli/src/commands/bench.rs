@@ -20,7 +20,7 @@ use crate::output::outln;
 
 /// Runs the benchmark against `backend`.
 pub async fn run(backend: &str, args: BenchArgs) -> Result<()> {
-    let driver = open(backend, args.no_group_commit)?;
+    let driver = open(backend, args.no_group_commit, args.no_history)?;
     let queue = QueueName::new(format!(
         "bench-{}-{}",
         std::process::id(),
@@ -61,9 +61,10 @@ pub async fn run(backend: &str, args: BenchArgs) -> Result<()> {
     )
 }
 
-/// Opens the backend; `--no-group-commit` needs the embedded driver's options.
-fn open(backend: &str, no_group_commit: bool) -> Result<Arc<dyn Driver>> {
-    if !no_group_commit {
+/// Opens the backend; `--no-group-commit` and `--no-history` need the embedded
+/// driver's options.
+fn open(backend: &str, no_group_commit: bool, no_history: bool) -> Result<Arc<dyn Driver>> {
+    if !no_group_commit && !no_history {
         return ferry::connect(backend);
     }
     let path = backend
@@ -73,12 +74,18 @@ fn open(backend: &str, no_group_commit: bool) -> Result<Arc<dyn Driver>> {
         .filter(|p| !p.trim().is_empty())
         .ok_or_else(|| {
             Error::invalid_input(format!(
-                "--no-group-commit applies to file: backends only, not '{backend}'; drop the flag or use --backend file:PATH"
+                "--no-group-commit and --no-history apply to file: backends only, not '{backend}'; drop the flag or use --backend file:PATH"
             ))
         })?;
+    let defaults = ferry::embedded::EmbeddedOptions::default();
     let options = ferry::embedded::EmbeddedOptions {
-        max_group: 1,
-        ..ferry::embedded::EmbeddedOptions::default()
+        max_group: if no_group_commit {
+            1
+        } else {
+            defaults.max_group
+        },
+        history: if no_history { None } else { defaults.history },
+        ..defaults
     };
     Ok(Arc::new(ferry::embedded::EmbeddedDriver::open_with(
         path, options,

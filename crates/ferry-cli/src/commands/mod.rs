@@ -6,6 +6,7 @@ pub mod bench;
 pub mod consume;
 pub mod demo;
 pub mod dlq;
+pub mod inspect;
 pub mod queue;
 pub mod send;
 pub mod stats;
