@@ -291,10 +291,11 @@ impl DeadLetters for EmbeddedDriver {
 
     async fn delete_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
         let mut total = 0;
+        let hist = self.inner.options.history.is_some();
         loop {
             let (q, sel) = (queue.clone(), selection.clone());
             let n = self
-                .write(move |c| ops::delete_dead_letters(c, &q, &sel))
+                .write(move |c| ops::delete_dead_letters(c, &q, &sel, hist))
                 .await?;
             total += n;
             if !matches!(selection, Selection::All) || n < ops::CHUNK as u64 {

@@ -1,9 +1,15 @@
 //! Message history: every lifecycle event of a message (sent, delivered, retried,
-//! released, dead-lettered, requeued, acked, lease expired), written in the same
-//! transaction as the change it records, kept for a retention period.
+//! released, lease expired, dead-lettered, requeued, deleted, acked), kept for a
+//! retention period.
 //!
-//! Recording is optional (`EmbeddedOptions::history`): its cost is one small row per
-//! event in a table with one secondary index; `docs/benchmarks.md` has the measurement.
+//! Events are appended to an `events` column of the message's own row, in the same
+//! UPDATE that makes the change, so recording costs a few bytes in a row that is being
+//! written anyway, and no index entry. A message that finishes (acked, or a dead
+//! letter deleted) moves its events into one `history` row. Reading the history of an
+//! id looks in all three places. (The first design wrote one `history` row per event
+//! and cost 40–50% of throughput; see ARCHITECTURE.md.)
+//!
+//! Each event is one line: a JSON array `[at_ms, "event", attempt, detail|null]`.
 
 use ferry_core::time::{duration_millis, from_millis};
 use ferry_core::{Error, HistoryEvent};
@@ -13,45 +19,24 @@ use crate::error::Context;
 
 type Result<T> = std::result::Result<T, Error>;
 
-/// Records `event` for the live message at `seq`, with its current attempt count.
-pub(crate) fn record_seq(
-    conn: &Connection,
-    seq: i64,
-    event: &str,
-    detail: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO history (qid, id, at, event, attempt, detail)
-         SELECT qid, id, ?2, ?3, attempts, ?4 FROM messages WHERE seq = ?1",
-    )
-    .ctx("cannot record history")?
-    .execute(params![seq, now, event, detail])
-    .ctx("cannot record history")?;
+/// One event line, as SQL's `json_array(...) || char(10)` writes it.
+pub(crate) fn line(at: i64, event: &str, attempt: i64, detail: Option<&str>) -> String {
+    let mut s = serde_json::to_string(&(at, event, attempt, detail)).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Keeps the events of a finished message.
+pub(crate) fn finish(conn: &Connection, qid: i64, id: &str, now: i64, events: &str) -> Result<()> {
+    conn.prepare_cached("INSERT INTO history (qid, id, at, events) VALUES (?1, ?2, ?3, ?4)")
+        .ctx("cannot record history")?
+        .execute(params![qid, id, now, events])
+        .ctx("cannot record history")?;
     Ok(())
 }
 
-/// Records `event` for message `id` of queue `qid`.
-pub(crate) fn record(
-    conn: &Connection,
-    qid: i64,
-    id: &str,
-    event: &str,
-    attempt: i64,
-    detail: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO history (qid, id, at, event, attempt, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .ctx("cannot record history")?
-    .execute(params![qid, id, now, event, attempt, detail])
-    .ctx("cannot record history")?;
-    Ok(())
-}
-
-/// Deletes up to 1,000 events older than `retention`. Rows are appended in time order,
-/// so the expired ones are the lowest `seq`s: no index on time is needed.
+/// Deletes up to 1,000 finished histories older than `retention`. Rows are appended in
+/// time order, so the expired ones are the lowest `seq`s: no index on time is needed.
 pub(crate) fn prune(conn: &Connection, retention: std::time::Duration, now: i64) -> Result<()> {
     let cutoff = now.saturating_sub(duration_millis(retention));
     conn.prepare_cached(
@@ -64,43 +49,39 @@ pub(crate) fn prune(conn: &Connection, retention: std::time::Duration, now: i64)
     Ok(())
 }
 
-/// The events of message `id` in queue `qid`, oldest first.
-pub(crate) fn events(conn: &Connection, qid: i64, id: &str) -> Result<Vec<HistoryEvent>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT at, event, attempt, detail FROM history WHERE qid = ?1 AND id = ?2 ORDER BY seq",
-        )
-        .ctx("cannot read history")?;
-    let rows = stmt
-        .query_map(params![qid, id], |r| {
-            Ok(HistoryEvent::new(
-                from_millis(r.get(0)?),
-                r.get::<_, String>(1)?,
-                u32::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
-                r.get(3)?,
-            ))
-        })
-        .ctx("cannot read history")?;
-    rows.collect::<std::result::Result<_, _>>()
-        .ctx("cannot read history")
+fn parse(text: &str, out: &mut Vec<HistoryEvent>) {
+    for l in text.lines().filter(|l| !l.is_empty()) {
+        // A line that does not parse (damage) is skipped rather than hiding the rest.
+        if let Ok((at, event, attempt, detail)) =
+            serde_json::from_str::<(i64, String, i64, Option<String>)>(l)
+        {
+            out.push(HistoryEvent::new(
+                from_millis(at),
+                event,
+                u32::try_from(attempt).unwrap_or(0),
+                detail,
+            ));
+        }
+    }
 }
 
-/// Records `event` for the message at `seq` only if it still carries lease `token`
-/// (so a stale settle records nothing).
-pub(crate) fn record_fenced(
-    conn: &Connection,
-    seq: i64,
-    token: i64,
-    event: &str,
-    detail: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO history (qid, id, at, event, attempt, detail)
-         SELECT qid, id, ?3, ?4, attempts, ?5 FROM messages WHERE seq = ?1 AND lease_token = ?2",
-    )
-    .ctx("cannot record history")?
-    .execute(params![seq, token, now, event, detail])
-    .ctx("cannot record history")?;
-    Ok(())
+/// The events of message `id` in queue `qid`, oldest first: finished lifecycles, then
+/// dead letters, then the live message.
+pub(crate) fn events(conn: &Connection, qid: i64, id: &str) -> Result<Vec<HistoryEvent>> {
+    let mut out = Vec::new();
+    for sql in [
+        "SELECT events FROM history WHERE qid = ?1 AND id = ?2 ORDER BY seq",
+        "SELECT events FROM dead_letters WHERE qid = ?1 AND id = ?2 ORDER BY seq",
+        "SELECT events FROM messages WHERE qid = ?1 AND id = ?2",
+    ] {
+        let mut stmt = conn.prepare_cached(sql).ctx("cannot read history")?;
+        let rows = stmt
+            .query_map(params![qid, id], |r| r.get::<_, String>(0))
+            .ctx("cannot read history")?;
+        for text in rows {
+            parse(&text.ctx("cannot read history")?, &mut out);
+        }
+    }
+    out.sort_by_key(|e| e.at);
+    Ok(out)
 }

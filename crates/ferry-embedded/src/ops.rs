@@ -248,13 +248,19 @@ pub(crate) fn enqueue(
     let mut stmt = conn
         .prepare_cached(
             "INSERT INTO messages
-               (qid, id, state, lane, priority, avail_at, enqueued_at, route_key, headers, payload, checksum)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+               (qid, id, state, lane, priority, avail_at, enqueued_at, route_key, headers, payload, checksum, events)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (qid, id) DO NOTHING",
         )
         .ctx("cannot enqueue")?;
     let mut enqueued = 0;
     let mut duplicates = Vec::new();
+    let sent = if hist {
+        let detail = route_key.map(|k| format!("route key {k}"));
+        history::line(now_ms, "sent", 0, detail.as_deref())
+    } else {
+        String::new()
+    };
     for m in batch {
         let visible = m.visible_at(now, options.default_delay);
         let avail_at = if visible <= now {
@@ -286,17 +292,14 @@ pub(crate) fn enqueue(
                 route_key,
                 headers,
                 m.payload().as_ref(),
-                sum
+                sum,
+                sent
             ])
             .ctx("cannot enqueue")?;
         if n == 0 {
             duplicates.push(m.id().to_string());
         } else {
             enqueued += 1;
-            if hist {
-                let detail = route_key.map(|k| format!("route key {k}"));
-                history::record(conn, qid, m.id(), "sent", 0, detail.as_deref(), now_ms)?;
-            }
         }
     }
     Ok((enqueued, duplicates))
@@ -342,29 +345,20 @@ fn promote(conn: &Connection, qid: i64, max_attempts: u32, now: i64, hist: bool)
     for seq in expired {
         dead_letter_seq(conn, seq, None, reason::LEASE_EXPIRED, None, now, hist)?;
     }
-    if hist {
-        conn.prepare_cached(
-            "INSERT INTO history (qid, id, at, event, attempt, detail)
-             SELECT qid, id, ?2, 'lease_expired', attempts, NULL FROM messages
-             WHERE seq IN (SELECT seq FROM messages
-                           WHERE qid = ?1 AND state = 2 AND lane = 0 AND avail_at <= ?2
-                           LIMIT 1000)",
-        )
-        .ctx("cannot record history")?
-        .execute(params![qid, now])
-        .ctx("cannot record history")?;
-    }
     conn.prepare_cached(
         "UPDATE messages
          SET state = 0, lane = 255 - priority,
              first_failed_at = CASE WHEN state = 2 THEN COALESCE(first_failed_at, avail_at)
-                                    ELSE first_failed_at END
+                                    ELSE first_failed_at END,
+             events = CASE WHEN ?3 AND state = 2
+                           THEN events || json_array(?2, 'lease_expired', attempts, NULL) || char(10)
+                           ELSE events END
          WHERE seq IN (SELECT seq FROM messages
                        WHERE qid = ?1 AND state IN (1, 2) AND lane = 0 AND avail_at <= ?2
                        LIMIT 1000)",
     )
     .ctx("cannot promote due messages")?
-    .execute(params![qid, now])
+    .execute(params![qid, now, hist])
     .ctx("cannot promote due messages")?;
     Ok(())
 }
@@ -468,7 +462,10 @@ pub(crate) fn receive(
     let token = fastrand::i64(1..);
     conn.prepare_cached(
         "UPDATE messages SET state = 2, lane = 0, avail_at = ?3, attempts = attempts + 1,
-                             lease_token = ?4
+                             lease_token = ?4,
+                             events = CASE WHEN ?6
+                                 THEN events || json_array(?5, 'delivered', attempts + 1, NULL) || char(10)
+                                 ELSE events END
          WHERE seq IN (SELECT seq FROM messages WHERE qid = ?1 AND state = 0
                        ORDER BY lane, avail_at, seq LIMIT ?2)",
     )
@@ -477,19 +474,11 @@ pub(crate) fn receive(
         qid,
         i64::try_from(max).unwrap_or(i64::MAX),
         lease_until,
-        token
+        token,
+        now,
+        hist
     ])
     .ctx("cannot lease")?;
-    if hist {
-        conn.prepare_cached(
-            "INSERT INTO history (qid, id, at, event, attempt, detail)
-             SELECT qid, id, ?2, 'delivered', attempts, NULL FROM messages
-             WHERE qid = ?1 AND state = 2 AND lane = 0 AND avail_at = ?3 AND lease_token = ?4",
-        )
-        .ctx("cannot record history")?
-        .execute(params![qid, now, lease_until, token])
-        .ctx("cannot record history")?;
-    }
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in rows {
         let Some(intact) = row.verify() else {
@@ -567,23 +556,30 @@ fn dead_letter_seq(
         .prepare_cached(
             "INSERT INTO dead_letters
                (qid, id, priority, enqueued_at, route_key, headers, payload, checksum,
-                attempts, reason, last_error, first_failed_at, dead_at)
+                attempts, reason, last_error, first_failed_at, dead_at, events)
              SELECT qid, id, priority, enqueued_at, route_key, headers, payload, checksum,
-                    attempts, ?3, COALESCE(?4, last_error), COALESCE(first_failed_at, ?5), ?5
+                    attempts, ?3, COALESCE(?4, last_error), COALESCE(first_failed_at, ?5), ?5,
+                    CASE WHEN ?6
+                         THEN events || json_array(?5, 'dead_lettered', attempts, ?7) || char(10)
+                         ELSE events END
              FROM messages WHERE seq = ?1 AND (?2 IS NULL OR lease_token = ?2)",
         )
         .ctx("cannot dead-letter")?
-        .execute(params![seq, token, why, error, now])
+        .execute(params![
+            seq,
+            token,
+            why,
+            error,
+            now,
+            hist,
+            match &error {
+                Some(e) => format!("{why}: {e}"),
+                None => why.to_string(),
+            }
+        ])
         .ctx("cannot dead-letter")?;
     if n == 0 {
         return Ok(false);
-    }
-    if hist {
-        let detail = match &error {
-            Some(e) => format!("{why}: {e}"),
-            None => why.to_string(),
-        };
-        history::record_seq(conn, seq, "dead_lettered", Some(&detail), now)?;
     }
     conn.prepare_cached("DELETE FROM messages WHERE seq = ?1")
         .ctx("cannot dead-letter")?
@@ -602,21 +598,32 @@ pub(crate) fn settle(
     let queue = receipt.queue().as_str();
     let id = receipt.message_id();
     let now = now_millis();
-    if hist {
-        // Fenced by the token, so a stale settle records nothing; dead-letter moves
-        // record themselves (they also happen without a receipt).
-        let (event, detail) = match action {
-            SettleAction::Ack => (Some("acked"), None),
-            SettleAction::Retry { error, .. } => (Some("retried"), error.as_deref()),
-            SettleAction::Release => (Some("released"), None),
-            SettleAction::DeadLetter { .. } => (None, None),
-        };
-        if let Some(event) = event {
-            history::record_fenced(conn, seq, token, event, detail, now)?;
-        }
-    }
+
     // The (queue, id) check guards against a receipt forged or mixed up between files.
     let applied = match action {
+        SettleAction::Ack if hist => {
+            // The finished message's events move to the history table in one row.
+            let done: Option<(i64, String, i64)> = conn
+                .prepare_cached(
+                    "DELETE FROM messages WHERE seq = ?1 AND lease_token = ?2 AND id = ?4
+                       AND qid = (SELECT qid FROM queues WHERE name = ?3)
+                     RETURNING qid, events, attempts",
+                )
+                .ctx("cannot ack")?
+                .query_row(params![seq, token, queue, id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
+                .ctx("cannot ack")?;
+            match done {
+                Some((qid, events, attempts)) => {
+                    let events = events + &history::line(now, "acked", attempts, None);
+                    history::finish(conn, qid, id, now, &events)?;
+                    true
+                }
+                None => false,
+            }
+        }
         SettleAction::Ack => {
             conn.prepare_cached(
                 "DELETE FROM messages WHERE seq = ?1 AND lease_token = ?2 AND id = ?4 AND qid = (SELECT qid FROM queues WHERE name = ?3)",
@@ -639,24 +646,30 @@ pub(crate) fn settle(
             };
             let sql = format!(
                 "UPDATE messages SET state = ?5, lane = {lane_sql}, avail_at = ?6, lease_token = NULL,
-                        last_error = ?7, first_failed_at = COALESCE(first_failed_at, ?8)
+                        last_error = ?7, first_failed_at = COALESCE(first_failed_at, ?8),
+                        events = CASE WHEN ?9
+                            THEN events || json_array(?8, 'retried', attempts, ?7) || char(10)
+                            ELSE events END
                  WHERE seq = ?1 AND lease_token = ?2 AND id = ?4 AND qid = (SELECT qid FROM queues WHERE name = ?3)"
             );
             conn.prepare_cached(&sql)
                 .ctx("cannot retry")?
-                .execute(params![seq, token, queue, id, state, at, error, now])
+                .execute(params![seq, token, queue, id, state, at, error, now, hist])
                 .ctx("cannot retry")?
                 > 0
         }
         SettleAction::Release => {
             conn.prepare_cached(
                 "UPDATE messages SET state = 0, lane = 255 - priority, avail_at = ?5,
-                        lease_token = NULL, attempts = MAX(attempts - 1, 0)
+                        lease_token = NULL, attempts = MAX(attempts - 1, 0),
+                        events = CASE WHEN ?6
+                            THEN events || json_array(?5, 'released', attempts, NULL) || char(10)
+                            ELSE events END
                  WHERE seq = ?1 AND lease_token = ?2 AND id = ?4
                    AND qid = (SELECT qid FROM queues WHERE name = ?3)",
             )
             .ctx("cannot release")?
-            .execute(params![seq, token, queue, id, now])
+            .execute(params![seq, token, queue, id, now, hist])
             .ctx("cannot release")?
                 > 0
         }
@@ -924,25 +937,19 @@ pub(crate) fn requeue_dead_letters(
             .prepare_cached(
                 "INSERT INTO messages
                    (qid, id, state, lane, priority, avail_at, enqueued_at, route_key, headers,
-                    payload, checksum, last_error)
+                    payload, checksum, last_error, events)
                  SELECT qid, id, 0, 255 - priority, priority, ?2, enqueued_at, route_key, headers,
-                        payload, checksum, last_error
+                        payload, checksum, last_error,
+                        CASE WHEN ?3
+                             THEN events || json_array(?2, 'requeued', 0, NULL) || char(10)
+                             ELSE events END
                  FROM dead_letters WHERE seq = ?1
                  ON CONFLICT (qid, id) DO NOTHING",
             )
             .ctx("cannot requeue")?
-            .execute(params![seq, now])
+            .execute(params![seq, now, hist])
             .ctx("cannot requeue")?;
         if n > 0 {
-            if hist {
-                conn.prepare_cached(
-                    "INSERT INTO history (qid, id, at, event, attempt, detail)
-                     SELECT qid, id, ?2, 'requeued', 0, NULL FROM dead_letters WHERE seq = ?1",
-                )
-                .ctx("cannot record history")?
-                .execute(params![seq, now])
-                .ctx("cannot record history")?;
-            }
             conn.prepare_cached("DELETE FROM dead_letters WHERE seq = ?1")
                 .ctx("cannot requeue")?
                 .execute([seq])
@@ -957,24 +964,41 @@ pub(crate) fn delete_dead_letters(
     conn: &Connection,
     queue: &QueueName,
     selection: &Selection,
+    hist: bool,
 ) -> Result<u64> {
     let (qid, _) = queue_options(conn, queue)?;
+    let now = now_millis();
+    // The deleted dead letters' events are kept in the history (until its retention).
+    let keep = "INSERT INTO history (qid, id, at, events)
+                SELECT qid, id, ?3, events || json_array(?3, 'deleted', attempts, NULL) || char(10)
+                FROM dead_letters";
     let n = match selection {
-        Selection::All => conn
-            .prepare_cached(
-                "DELETE FROM dead_letters WHERE seq IN
-                   (SELECT seq FROM dead_letters WHERE qid = ?1 LIMIT ?2)",
-            )
-            .ctx("cannot purge dead letters")?
-            .execute(params![qid, CHUNK])
-            .ctx("cannot purge dead letters")?,
+        Selection::All => {
+            let chunk =
+                "seq IN (SELECT seq FROM dead_letters WHERE qid = ?1 ORDER BY seq LIMIT ?2)";
+            if hist {
+                conn.prepare_cached(&format!("{keep} WHERE {chunk}"))
+                    .ctx("cannot purge dead letters")?
+                    .execute(params![qid, CHUNK, now])
+                    .ctx("cannot purge dead letters")?;
+            }
+            conn.prepare_cached(&format!("DELETE FROM dead_letters WHERE {chunk}"))
+                .ctx("cannot purge dead letters")?
+                .execute(params![qid, CHUNK])
+                .ctx("cannot purge dead letters")?
+        }
         Selection::Ids(ids) => {
-            let mut stmt = conn
-                .prepare_cached("DELETE FROM dead_letters WHERE qid = ?1 AND id = ?2")
-                .ctx("cannot delete dead letters")?;
             let mut n = 0;
             for id in ids {
-                n += stmt
+                if hist {
+                    conn.prepare_cached(&format!("{keep} WHERE qid = ?1 AND id = ?2"))
+                        .ctx("cannot delete dead letters")?
+                        .execute(params![qid, id, now])
+                        .ctx("cannot delete dead letters")?;
+                }
+                n += conn
+                    .prepare_cached("DELETE FROM dead_letters WHERE qid = ?1 AND id = ?2")
+                    .ctx("cannot delete dead letters")?
                     .execute(params![qid, id])
                     .ctx("cannot delete dead letters")?;
             }

@@ -66,7 +66,8 @@ CREATE TABLE messages (
     payload         BLOB NOT NULL,
     checksum        INTEGER NOT NULL,
     last_error      TEXT,
-    first_failed_at INTEGER
+    first_failed_at INTEGER,
+    events          TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE UNIQUE INDEX messages_by_id ON messages (qid, id);
 CREATE INDEX messages_by_lane ON messages (qid, state, lane, avail_at, seq);
@@ -84,7 +85,8 @@ CREATE TABLE dead_letters (
     reason          TEXT NOT NULL,
     last_error      TEXT,
     first_failed_at INTEGER,
-    dead_at         INTEGER NOT NULL
+    dead_at         INTEGER NOT NULL,
+    events          TEXT NOT NULL DEFAULT ''
 ) STRICT;
 CREATE INDEX dead_letters_by_queue ON dead_letters (qid);
 CREATE INDEX dead_letters_by_id ON dead_letters (qid, id);
@@ -96,13 +98,11 @@ CREATE TABLE idempotency (
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX idempotency_by_expiry ON idempotency (state, expires_at);
 CREATE TABLE history (
-    seq     INTEGER PRIMARY KEY,
-    qid     INTEGER NOT NULL,
-    id      TEXT NOT NULL,
-    at      INTEGER NOT NULL,
-    event   TEXT NOT NULL,
-    attempt INTEGER NOT NULL,
-    detail  TEXT
+    seq    INTEGER PRIMARY KEY,
+    qid    INTEGER NOT NULL,
+    id     TEXT NOT NULL,
+    at     INTEGER NOT NULL,
+    events TEXT NOT NULL
 ) STRICT;
 CREATE INDEX history_by_id ON history (qid, id);
 ";
