@@ -386,8 +386,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_group_commit: bool,
     /// Record no message history (file: backends only), to measure its cost.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "history_retention")]
     pub no_history: bool,
+    /// Keep message history this long (file: backends only; default 7d). A short
+    /// retention makes the pruning of done messages part of the measurement.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub history_retention: Option<Duration>,
 }
 
 fn parse_pattern(s: &str) -> Result<String, ferry::Error> {

@@ -4,10 +4,12 @@
 //!
 //! Events are appended to an `events` column of the message's own row, in the same
 //! UPDATE that makes the change, so recording costs a few bytes in a row that is being
-//! written anyway, and no index entry. A message that finishes (acked, or a dead
-//! letter deleted) moves its events into one `history` row. Reading the history of an
-//! id looks in all three places. (The first design wrote one `history` row per event
-//! and cost 40–50% of throughput; see ARCHITECTURE.md.)
+//! written anyway, and no index entry. An acked message stays as a *done* row (state 3,
+//! payload dropped) until the retention passes, and is then deleted in bulk; sending
+//! the same id again reuses the row and keeps appending. A deleted dead letter moves
+//! its events into one `history` row. Reading the history of an id looks in all three
+//! places. (The first design wrote one `history` row per event and cost 40–50% of
+//! throughput; see ARCHITECTURE.md.)
 //!
 //! Each event is one line: a JSON array `[at_ms, "event", attempt, detail|null]`.
 
@@ -26,19 +28,25 @@ pub(crate) fn line(at: i64, event: &str, attempt: i64, detail: Option<&str>) -> 
     s
 }
 
-/// Keeps the events of a finished message.
-pub(crate) fn finish(conn: &Connection, qid: i64, id: &str, now: i64, events: &str) -> Result<()> {
-    conn.prepare_cached("INSERT INTO history (qid, id, at, events) VALUES (?1, ?2, ?3, ?4)")
-        .ctx("cannot record history")?
-        .execute(params![qid, id, now, events])
-        .ctx("cannot record history")?;
-    Ok(())
-}
-
-/// Deletes up to 1,000 finished histories older than `retention`. Rows are appended in
-/// time order, so the expired ones are the lowest `seq`s: no index on time is needed.
-pub(crate) fn prune(conn: &Connection, retention: std::time::Duration, now: i64) -> Result<()> {
+/// Deletes up to 1,000 done messages of queue `qid` and 1,000 finished histories
+/// older than `retention`. Done rows are found through the lane index (state 3, lane
+/// 0, by done time); history rows are appended in time order, so the expired ones are
+/// the lowest `seq`s: no extra index is needed for either.
+pub(crate) fn prune(
+    conn: &Connection,
+    qid: i64,
+    retention: std::time::Duration,
+    now: i64,
+) -> Result<()> {
     let cutoff = now.saturating_sub(duration_millis(retention));
+    conn.prepare_cached(
+        "DELETE FROM messages WHERE seq IN
+           (SELECT seq FROM messages WHERE qid = ?1 AND state = 3 AND lane = 0 AND avail_at < ?2
+            LIMIT 1000)",
+    )
+    .ctx("cannot prune history")?
+    .execute(params![qid, cutoff])
+    .ctx("cannot prune history")?;
     conn.prepare_cached(
         "DELETE FROM history WHERE seq IN
            (SELECT seq FROM history WHERE at < ?1 ORDER BY seq LIMIT 1000)",

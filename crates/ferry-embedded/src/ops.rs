@@ -250,7 +250,14 @@ pub(crate) fn enqueue(
             "INSERT INTO messages
                (qid, id, state, lane, priority, avail_at, enqueued_at, route_key, headers, payload, checksum, events)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT (qid, id) DO NOTHING",
+             ON CONFLICT (qid, id) DO UPDATE SET
+               state = excluded.state, lane = excluded.lane, priority = excluded.priority,
+               avail_at = excluded.avail_at, attempts = 0, lease_token = NULL,
+               enqueued_at = excluded.enqueued_at, route_key = excluded.route_key,
+               headers = excluded.headers, payload = excluded.payload,
+               checksum = excluded.checksum, last_error = NULL, first_failed_at = NULL,
+               events = messages.events || excluded.events
+             WHERE messages.state = 3",
         )
         .ctx("cannot enqueue")?;
     let mut enqueued = 0;
@@ -424,7 +431,7 @@ pub(crate) fn receive(
     if let Some(retention) = hist
         && fastrand::u8(..16) == 0
     {
-        history::prune(conn, retention, now)?;
+        history::prune(conn, qid, retention, now)?;
     }
     let hist = hist.is_some();
     promote(conn, qid, options.max_attempts, now, hist)?;
@@ -602,27 +609,20 @@ pub(crate) fn settle(
     // The (queue, id) check guards against a receipt forged or mixed up between files.
     let applied = match action {
         SettleAction::Ack if hist => {
-            // The finished message's events move to the history table in one row.
-            let done: Option<(i64, String, i64)> = conn
-                .prepare_cached(
-                    "DELETE FROM messages WHERE seq = ?1 AND lease_token = ?2 AND id = ?4
-                       AND qid = (SELECT qid FROM queues WHERE name = ?3)
-                     RETURNING qid, events, attempts",
-                )
-                .ctx("cannot ack")?
-                .query_row(params![seq, token, queue, id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional()
-                .ctx("cannot ack")?;
-            match done {
-                Some((qid, events, attempts)) => {
-                    let events = events + &history::line(now, "acked", attempts, None);
-                    history::finish(conn, qid, id, now, &events)?;
-                    true
-                }
-                None => false,
-            }
+            // With history on, an acked message stays as a *done* row (state 3) until
+            // the retention passes: one UPDATE now instead of a delete plus a history
+            // insert, and the deletes happen later in bulk (see `history::prune`).
+            conn.prepare_cached(
+                "UPDATE messages SET state = 3, lane = 0, avail_at = ?5, lease_token = NULL,
+                        payload = X'', headers = '', checksum = 0,
+                        events = events || json_array(?5, 'acked', attempts, NULL) || char(10)
+                 WHERE seq = ?1 AND lease_token = ?2 AND id = ?4
+                   AND qid = (SELECT qid FROM queues WHERE name = ?3)",
+            )
+            .ctx("cannot ack")?
+            .execute(params![seq, token, queue, id, now])
+            .ctx("cannot ack")?
+                > 0
         }
         SettleAction::Ack => {
             conn.prepare_cached(
@@ -944,7 +944,14 @@ pub(crate) fn requeue_dead_letters(
                              THEN events || json_array(?2, 'requeued', 0, NULL) || char(10)
                              ELSE events END
                  FROM dead_letters WHERE seq = ?1
-                 ON CONFLICT (qid, id) DO NOTHING",
+                 ON CONFLICT (qid, id) DO UPDATE SET
+                   state = 0, lane = excluded.lane, priority = excluded.priority,
+                   avail_at = excluded.avail_at, attempts = 0, lease_token = NULL,
+                   enqueued_at = excluded.enqueued_at, route_key = excluded.route_key,
+                   headers = excluded.headers, payload = excluded.payload,
+                   checksum = excluded.checksum, last_error = excluded.last_error,
+                   first_failed_at = NULL, events = messages.events || excluded.events
+                 WHERE messages.state = 3",
             )
             .ctx("cannot requeue")?
             .execute(params![seq, now, hist])

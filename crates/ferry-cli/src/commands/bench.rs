@@ -20,7 +20,12 @@ use crate::output::outln;
 
 /// Runs the benchmark against `backend`.
 pub async fn run(backend: &str, args: BenchArgs) -> Result<()> {
-    let driver = open(backend, args.no_group_commit, args.no_history)?;
+    let history = if args.no_history {
+        Some(None)
+    } else {
+        args.history_retention.map(Some)
+    };
+    let driver = open(backend, args.no_group_commit, history)?;
     let queue = QueueName::new(format!(
         "bench-{}-{}",
         std::process::id(),
@@ -63,8 +68,12 @@ pub async fn run(backend: &str, args: BenchArgs) -> Result<()> {
 
 /// Opens the backend; `--no-group-commit` and `--no-history` need the embedded
 /// driver's options.
-fn open(backend: &str, no_group_commit: bool, no_history: bool) -> Result<Arc<dyn Driver>> {
-    if !no_group_commit && !no_history {
+fn open(
+    backend: &str,
+    no_group_commit: bool,
+    history: Option<Option<std::time::Duration>>,
+) -> Result<Arc<dyn Driver>> {
+    if !no_group_commit && history.is_none() {
         return ferry::connect(backend);
     }
     let path = backend
@@ -74,7 +83,7 @@ fn open(backend: &str, no_group_commit: bool, no_history: bool) -> Result<Arc<dy
         .filter(|p| !p.trim().is_empty())
         .ok_or_else(|| {
             Error::invalid_input(format!(
-                "--no-group-commit and --no-history apply to file: backends only, not '{backend}'; drop the flag or use --backend file:PATH"
+                "--no-group-commit, --no-history and --history-retention apply to file: backends only, not '{backend}'; drop the flag or use --backend file:PATH"
             ))
         })?;
     let defaults = ferry::embedded::EmbeddedOptions::default();
@@ -84,7 +93,7 @@ fn open(backend: &str, no_group_commit: bool, no_history: bool) -> Result<Arc<dy
         } else {
             defaults.max_group
         },
-        history: if no_history { None } else { defaults.history },
+        history: history.unwrap_or(defaults.history),
         ..defaults
     };
     Ok(Arc::new(ferry::embedded::EmbeddedDriver::open_with(
