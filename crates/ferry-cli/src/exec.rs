@@ -8,8 +8,8 @@
 //! The command stays in ferry's process group, so whoever stops the worker by its group
 //! (a terminal's Ctrl-C, `kill -- -PGID`, a supervisor) stops its commands too, and no
 //! orphaned command keeps working on a message that is delivered again elsewhere. An
-//! abandoned attempt (timeout, end of the grace period) kills the `sh` (kill on drop);
-//! write `--exec 'exec prog ...'` so that this is the program itself.
+//! abandoned attempt (timeout, end of the grace period) kills the `sh` and every
+//! process it started (see `TreeGuard`).
 
 use std::collections::VecDeque;
 use std::process::{ExitStatus, Stdio};
@@ -64,6 +64,9 @@ impl ExecHandler {
                 return Outcome::fail(format!("cannot start `sh -c {}`: {e}", self.command));
             }
         };
+        // If this attempt is abandoned (timeout, end of the grace period), the guard
+        // kills everything the command started, not just the `sh`.
+        let mut tree = TreeGuard(child.id());
         let payload = delivery.payload.clone();
         let stdin = child.stdin.take();
         let feed = async move {
@@ -91,6 +94,7 @@ impl ExecHandler {
             () = &mut drain => (&mut work).await,
         };
 
+        tree.0 = None;
         let status = match status {
             Ok(status) => status,
             Err(e) => return Outcome::fail(format!("cannot wait for the command: {e}")),
@@ -183,6 +187,68 @@ async fn drain_stderr(stderr: Option<tokio::process::ChildStderr>, tail: Arc<Mut
     }
 }
 
+/// Kills a command's whole process tree when an attempt is abandoned while it runs.
+///
+/// `kill_on_drop` only kills the `sh`; whatever it started (`sh -c "prog; ..."`) would
+/// keep running and could finish its side effect while the message is retried
+/// elsewhere. The tree is found through `/proc` (Linux), and the `kill` program sends
+/// the signals, because this crate forbids the `unsafe` a direct `kill(2)` needs.
+struct TreeGuard(Option<u32>);
+
+impl Drop for TreeGuard {
+    fn drop(&mut self) {
+        let Some(root) = self.0 else { return };
+        let mut pids = descendants(root);
+        pids.push(root);
+        let args: Vec<String> = pids.iter().map(u32::to_string).collect();
+        let _ = std::process::Command::new("kill")
+            .arg("-KILL")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Every process below `root`, from each `/proc/PID/stat`'s parent field.
+fn descendants(root: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut parent_of = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for (pid, ppid) in &parent_of {
+            if *ppid == p && !found.contains(pid) {
+                found.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    found
+}
+
 /// `exit status N`, or `killed by signal N` for a command that did not exit.
 fn describe(status: ExitStatus) -> String {
     if let Some(code) = status.code() {
@@ -238,6 +304,25 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Regression: a timeout once killed only the `sh`, and what it had started went on
+    /// to do its side effect after the attempt was given up.
+    #[tokio::test]
+    async fn abandoned_attempt_kills_the_whole_tree() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let marker = dir.path().join("effect");
+        let h = ExecHandler::new(&format!(
+            "sh -c 'sleep 1; echo effect > {}'; echo done",
+            marker.display()
+        ));
+        let attempt = tokio::time::timeout(Duration::from_millis(300), h.handle(delivery("")));
+        assert!(attempt.await.is_err(), "the attempt is abandoned");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            !marker.exists(),
+            "a grandchild of the abandoned attempt still ran"
+        );
     }
 
     #[tokio::test]

@@ -586,3 +586,69 @@ async fn batch_handler_short_answer_and_panic_fail_the_rest() {
         "{dl:?}"
     );
 }
+
+/// Regression: the rate-limit wait once happened after receiving, with the lease not
+/// yet extended and shutdown not observed: a SIGTERM waited for every permit.
+#[tokio::test]
+async fn rate_limit_wait_does_not_hold_up_shutdown_or_leases() {
+    let (d, q) = setup(20).await;
+    let started = std::time::Instant::now();
+    let report = Consumer::builder(q.clone())
+        .concurrency(20)
+        .lease(Duration::from_millis(300))
+        .grace(Duration::from_millis(200))
+        .rate_limit(ferry_core::consumer::RateLimit::per_second(2).expect("rate"))
+        .build(d.clone(), |_d: Delivery| async {})
+        .run(tokio::time::sleep(Duration::from_millis(1200)))
+        .await
+        .expect("run");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        report.settle_errors, 0,
+        "no lease expired while waiting for a permit"
+    );
+    assert_eq!(report.received, report.acked, "{report:?}");
+}
+
+/// Regression: a slow `ensure` once ran with the lease unextended, so the message was
+/// redelivered to another worker while `ensure` was still deciding.
+#[tokio::test]
+async fn slow_ensure_keeps_the_lease() {
+    let (d, q) = setup(1).await;
+    let store = Arc::new(MemoryIdempotencyStore::new());
+    store
+        .claim("work/m0", Duration::from_millis(1))
+        .await
+        .expect("claim");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let report = Consumer::builder(q.clone())
+        .concurrency(2)
+        .lease(Duration::from_millis(300))
+        .idempotency(store)
+        .ensure(|_d: Delivery| async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            Ok::<bool, std::io::Error>(false)
+        })
+        .until_empty(true)
+        .build(d.clone(), move |_d: Delivery| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .run(std::future::pending())
+        .await
+        .expect("run");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "handled once");
+    assert_eq!(
+        (report.received, report.acked, report.settle_errors),
+        (1, 1, 0),
+        "{report:?}"
+    );
+}

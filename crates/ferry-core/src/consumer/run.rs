@@ -51,6 +51,9 @@ struct Shared {
 /// Longest a dead-letter hook may run; it must not hold up shutdown forever.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest an `ensure` callback may run when the consumer has no timeout.
+const ENSURE_TIMEOUT: Duration = Duration::from_secs(30);
+
 impl Consumer {
     /// Runs until `shutdown` resolves (or, with `until_empty`, until the queue is
     /// drained). After shutdown it stops receiving, lets running handlers finish
@@ -139,6 +142,15 @@ impl Consumer {
                 Some(size) if !probe => size,
                 _ => held.len(),
             };
+            // The rate limit is paid *before* receiving, so no leased message waits
+            // unextended for a permit, and shutdown is not held up by the wait.
+            if let Some(rate) = &cfg.rate {
+                tokio::select! {
+                    biased;
+                    _ = &mut shutdown => break,
+                    _ = rate.acquire_n(u32::try_from(want).unwrap_or(u32::MAX)) => {}
+                }
+            }
             let opts = ReceiveOptions::max(want).with_lease(lease).with_wait(wait);
             let received = tokio::select! {
                 biased;
@@ -198,10 +210,6 @@ impl Consumer {
             report.received += deliveries.len() as u64;
             if batch_size.is_some() {
                 let Some(permit) = held.pop() else { continue };
-                if let Some(rate) = &cfg.rate {
-                    rate.acquire_n(u32::try_from(deliveries.len()).unwrap_or(u32::MAX))
-                        .await;
-                }
                 let shared = shared.clone();
                 tasks.spawn(async move {
                     let tallies = process_batch(&shared, deliveries).await;
@@ -218,9 +226,6 @@ impl Consumer {
                     extra.push(release_of(&d));
                     continue;
                 };
-                if let Some(rate) = &cfg.rate {
-                    rate.acquire().await;
-                }
                 let shared = shared.clone();
                 tasks.spawn(async move {
                     let tally = process(&shared, d).await;
@@ -322,6 +327,11 @@ async fn process(shared: &Shared, delivery: Delivery) -> Tally {
 async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
     let mut tally = Tally::default();
     let receipt = delivery.receipt.clone();
+    // The lease is kept alive from the start: claiming the idempotency key and asking
+    // `ensure` may take a while too.
+    let extender = AbortOnDrop(tokio::spawn(
+        extend_lease(shared.driver.clone(), receipt.clone(), shared.lease).in_current_span(),
+    ));
 
     // Idempotency: claim the key before running anything.
     let mut claim = None;
@@ -345,7 +355,12 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
             }
             Ok(Claim::Suspect(token)) => {
                 if let Some(ensure) = &idem.ensure {
-                    let limit = shared.timeout.unwrap_or(shared.lease);
+                    // The claim is kept alive while `ensure` decides (the lease already is).
+                    let _claim_alive = AbortOnDrop(tokio::spawn(
+                        extend_claim(idem.clone(), (key.clone(), token), shared.lease)
+                            .in_current_span(),
+                    ));
+                    let limit = shared.timeout.unwrap_or(ENSURE_TIMEOUT);
                     let asked = tokio::time::timeout(limit, ensure.already_done(delivery.clone()))
                         .await
                         .unwrap_or_else(|_| {
@@ -381,15 +396,14 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
         }
     }
 
-    let extender = AbortOnDrop(tokio::spawn(
-        extend_lease(
-            shared.driver.clone(),
-            receipt.clone(),
-            shared.lease,
-            claim.clone().zip(shared.idempotency.clone()),
-        )
-        .in_current_span(),
-    ));
+    let claim_extender = claim
+        .clone()
+        .zip(shared.idempotency.clone())
+        .map(|(c, idem)| {
+            AbortOnDrop(tokio::spawn(
+                extend_claim(idem, c, shared.lease).in_current_span(),
+            ))
+        });
     let Work::Single(handler) = shared.work.clone() else {
         return Tally::default();
     };
@@ -424,6 +438,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
             None
         }
     };
+    drop(claim_extender);
     drop(extender);
     // An aborted handler stops only at its next `.await`; one that blocks may still be
     // working. Its idempotency claim is then kept (it expires with the lease), so a
@@ -569,22 +584,26 @@ async fn settle(
 
 /// Keeps the lease (and the idempotency claim, if any) alive while the handler runs,
 /// renewing at a third of its length.
-async fn extend_lease(
-    driver: Arc<dyn Driver>,
-    receipt: crate::Receipt,
-    lease: Duration,
-    claim: Option<((String, ClaimToken), Idempotency)>,
-) {
+async fn extend_lease(driver: Arc<dyn Driver>, receipt: crate::Receipt, lease: Duration) {
     let every = (lease / 3).max(Duration::from_millis(20));
     loop {
         tokio::time::sleep(every).await;
-        if let Some(((key, token), idem)) = &claim
-            && let Err(e) = idem.store.extend(key, *token, lease).await
-        {
-            tracing::warn!(error = %e, "idempotency claim extension failed");
-        }
         if let Err(e) = driver.extend(&receipt, lease).await {
             tracing::warn!(id = receipt.message_id(), error = %e, "lease extension failed");
+            if !e.is_transient() {
+                return;
+            }
+        }
+    }
+}
+
+/// Keeps an idempotency claim alive while the handler runs.
+async fn extend_claim(idem: Idempotency, (key, token): (String, ClaimToken), lease: Duration) {
+    let every = (lease / 3).max(Duration::from_millis(20));
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = idem.store.extend(&key, token, lease).await {
+            tracing::warn!(error = %e, "idempotency claim extension failed");
             if !e.is_transient() {
                 return;
             }
@@ -616,7 +635,6 @@ async fn process_batch(shared: &Shared, deliveries: Vec<Delivery>) -> Vec<Tally>
                 shared.driver.clone(),
                 d.receipt.clone(),
                 shared.lease,
-                None,
             )))
         })
         .collect();
