@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use crate::error::Context;
 use crate::ops;
 use crate::schema;
-use crate::writer::Writer;
+use crate::writer::{Writer, exec_cached};
 
 /// Settings of an [`EmbeddedDriver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,19 +397,24 @@ impl Driver for EmbeddedDriver {
         self.inner
             .writer
             .run(wakes, move |c| {
-                // Each settlement in its own savepoint: one that fails half-way (a
-                // dead-letter move whose delete failed) leaves nothing behind.
+                // A dead-letter move (insert, then delete) runs in its own savepoint, so
+                // one failing half-way leaves nothing behind; the other settlements
+                // are single statements, atomic by themselves.
                 batch
                     .iter()
                     .map(|s| {
-                        c.execute_batch("SAVEPOINT settle").ctx("cannot settle")?;
+                        if !matches!(s.action, ferry_core::SettleAction::DeadLetter { .. }) {
+                            return Ok(ops::settle(c, &s.receipt, &s.action, hist));
+                        }
+                        exec_cached(c, "SAVEPOINT settle").ctx("cannot settle")?;
                         let r = ops::settle(c, &s.receipt, &s.action, hist);
                         let end = if r.is_ok() {
-                            "RELEASE settle"
+                            exec_cached(c, "RELEASE settle")
                         } else {
-                            "ROLLBACK TO settle; RELEASE settle"
+                            exec_cached(c, "ROLLBACK TO settle")
+                                .and_then(|()| exec_cached(c, "RELEASE settle"))
                         };
-                        c.execute_batch(end).ctx("cannot settle")?;
+                        end.ctx("cannot settle")?;
                         Ok(r)
                     })
                     .collect::<Result<Vec<Result<()>>>>()

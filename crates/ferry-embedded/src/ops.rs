@@ -471,7 +471,7 @@ pub(crate) fn receive(
         "UPDATE messages SET state = 2, lane = 0, avail_at = ?3, attempts = attempts + 1,
                              lease_token = ?4,
                              events = CASE WHEN ?6
-                                 THEN events || json_array(?5, 'delivered', attempts + 1, NULL) || char(10)
+                                 THEN events || '[' || ?5 || ',\"delivered\",' || (attempts + 1) || ',null]' || char(10)
                                  ELSE events END
          WHERE seq IN (SELECT seq FROM messages WHERE qid = ?1 AND state = 0
                        ORDER BY lane, avail_at, seq LIMIT ?2)",
@@ -615,7 +615,7 @@ pub(crate) fn settle(
             conn.prepare_cached(
                 "UPDATE messages SET state = 3, lane = 0, avail_at = ?5, lease_token = NULL,
                         payload = X'', headers = '', checksum = 0,
-                        events = events || json_array(?5, 'acked', attempts, NULL) || char(10)
+                        events = events || '[' || ?5 || ',\"acked\",' || attempts || ',null]' || char(10)
                  WHERE seq = ?1 AND lease_token = ?2 AND id = ?4
                    AND qid = (SELECT qid FROM queues WHERE name = ?3)",
             )
