@@ -43,20 +43,8 @@ impl ExecHandler {
     /// Runs the command for `delivery`: exit status 0 acks it, anything else is a failed
     /// attempt whose error is the status and the end of stderr.
     pub async fn handle(&self, delivery: Delivery) -> Outcome {
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(&*self.command)
-            .env("FERRY_MESSAGE_ID", &delivery.id)
-            .env("FERRY_QUEUE", delivery.queue.as_str())
-            .env("FERRY_ATTEMPT", delivery.attempt.to_string())
-            .env(
-                "FERRY_ROUTE_KEY",
-                delivery.route_key.as_deref().unwrap_or(""),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = shell(&self.command, &delivery);
+        cmd.stderr(Stdio::piped());
 
         let mut child = match cmd.spawn() {
             Ok(child) => child,
@@ -119,6 +107,26 @@ impl ExecHandler {
     }
 }
 
+/// `sh -c COMMAND` with the delivery's metadata in its environment, stdin piped,
+/// stdout and stderr passed through, killed when dropped.
+fn shell(command: &str, delivery: &Delivery) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(command)
+        .env("FERRY_MESSAGE_ID", &delivery.id)
+        .env("FERRY_QUEUE", delivery.queue.as_str())
+        .env("FERRY_ATTEMPT", delivery.attempt.to_string())
+        .env(
+            "FERRY_ROUTE_KEY",
+            delivery.route_key.as_deref().unwrap_or(""),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    cmd
+}
+
 /// Runs `sh -c COMMAND` to answer "did this message's work already happen?" for a
 /// suspected duplicate (`ferry consume --idempotent --ensure CMD`).
 #[derive(Debug, Clone)]
@@ -136,20 +144,7 @@ impl ExecEnsure {
 
     /// Exit 0: done; exit 1: not done; anything else is an error.
     pub async fn already_done(&self, delivery: Delivery) -> Result<bool, std::io::Error> {
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(&*self.command)
-            .env("FERRY_MESSAGE_ID", &delivery.id)
-            .env("FERRY_QUEUE", delivery.queue.as_str())
-            .env("FERRY_ATTEMPT", delivery.attempt.to_string())
-            .env(
-                "FERRY_ROUTE_KEY",
-                delivery.route_key.as_deref().unwrap_or(""),
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::inherit())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true);
+        let mut cmd = shell(&self.command, &delivery);
         let mut child = cmd.spawn()?;
         if let Some(mut stdin) = child.stdin.take() {
             // A check that does not read its stdin closes the pipe: not an error.
