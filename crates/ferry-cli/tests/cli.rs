@@ -143,7 +143,7 @@ fn send_then_consume_until_empty() {
         "consume",
         "jobs",
         "--exec",
-        r#"cat >> out.txt; echo >> out.txt; echo "$FERRY_MESSAGE_ID $FERRY_QUEUE $FERRY_ATTEMPT [$FERRY_ROUTE_KEY]" >> env.txt; echo handled"#,
+        r#"p=$(cat); printf '%s\n' "$p" >> out.txt; echo "$FERRY_MESSAGE_ID $FERRY_QUEUE $FERRY_ATTEMPT [$FERRY_ROUTE_KEY]" >> env.txt; echo handled"#,
         "--until-empty",
         "--concurrency",
         "2",

@@ -125,7 +125,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
             key.to_string(),
             Entry::InProgress {
                 token,
-                until: now + lease,
+                until: crate::time::after(lease),
             },
         );
         Ok(claim)
@@ -135,7 +135,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
         let mut entries = self.lock();
         match entries.get_mut(key) {
             Some(Entry::InProgress { token: t, until }) if *t == token.0 => {
-                *until = SystemTime::now() + lease;
+                *until = crate::time::after(lease);
                 Ok(())
             }
             _ => Err(lost(key)),
@@ -149,7 +149,7 @@ impl IdempotencyStore for MemoryIdempotencyStore {
                 entries.insert(
                     key.to_string(),
                     Entry::Done {
-                        until: SystemTime::now() + retention,
+                        until: crate::time::after(retention),
                     },
                 );
                 Ok(())

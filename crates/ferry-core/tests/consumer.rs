@@ -611,7 +611,17 @@ async fn rate_limit_wait_does_not_hold_up_shutdown_or_leases() {
         report.settle_errors, 0,
         "no lease expired while waiting for a permit"
     );
-    assert_eq!(report.received, report.acked, "{report:?}");
+    assert_eq!(
+        report.received,
+        report.acked + report.released,
+        "{report:?}"
+    );
+    let stats = d.stats(Some(&q)).await.expect("stats");
+    assert_eq!(
+        stats[0].ready + report.acked,
+        20,
+        "the unstarted ones are back, ready"
+    );
 }
 
 /// Regression: a slow `ensure` once ran with the lease unextended, so the message was

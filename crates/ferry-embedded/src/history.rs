@@ -37,22 +37,23 @@ pub(crate) fn prune(
     qid: i64,
     retention: std::time::Duration,
     now: i64,
+    limit: i64,
 ) -> Result<()> {
     let cutoff = now.saturating_sub(duration_millis(retention));
     conn.prepare_cached(
         "DELETE FROM messages WHERE seq IN
            (SELECT seq FROM messages WHERE qid = ?1 AND state = 3 AND lane = 0 AND avail_at < ?2
-            LIMIT 1000)",
+            LIMIT ?3)",
     )
     .ctx("cannot prune history")?
-    .execute(params![qid, cutoff])
+    .execute(params![qid, cutoff, limit])
     .ctx("cannot prune history")?;
     conn.prepare_cached(
         "DELETE FROM history WHERE seq IN
-           (SELECT seq FROM history WHERE at < ?1 ORDER BY seq LIMIT 1000)",
+           (SELECT seq FROM history WHERE at < ?1 ORDER BY seq LIMIT ?2)",
     )
     .ctx("cannot prune history")?
-    .execute([cutoff])
+    .execute(params![cutoff, limit])
     .ctx("cannot prune history")?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! through the same group-commit writer as the messages, so they are as durable as
 //! the messages and shared by every process using the directory.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ferry_core::time::{duration_millis, from_millis, now_millis};
@@ -121,7 +121,7 @@ impl IdempotencyStore for EmbeddedIdempotencyStore {
 
     async fn complete(&self, key: &str, token: ClaimToken, retention: Duration) -> Result<()> {
         let key = key.to_string();
-        let until = ferry_core::time::to_millis(SystemTime::now() + retention);
+        let until = ferry_core::time::to_millis(ferry_core::time::after(retention));
         self.driver
             .write(move |c| {
                 let n = c

@@ -428,11 +428,13 @@ pub(crate) fn receive(
 ) -> Result<Received> {
     let (qid, options) = queue_options(conn, queue)?;
     let now = now_millis();
-    if let Some(retention) = hist
-        && fastrand::u8(..16) == 0
-    {
-        history::prune(conn, qid, retention, now)?;
-    }
+    // Done rows are removed at least as fast as acks create them (up to twice the
+    // batch, at least 100 per receive); with history off they go at once.
+    let limit = i64::try_from(max)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(2)
+        .max(100);
+    history::prune(conn, qid, hist.unwrap_or(Duration::ZERO), now, limit)?;
     let hist = hist.is_some();
     promote(conn, qid, options.max_attempts, now, hist)?;
     let lease_ms = duration_millis(lease.unwrap_or(options.lease)).max(1);

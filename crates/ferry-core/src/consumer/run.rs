@@ -46,6 +46,7 @@ struct Shared {
     idempotency: Option<Idempotency>,
     fail_hook: Option<Arc<dyn FailHook>>,
     breaker: Option<CircuitBreaker>,
+    rate: Option<super::RateLimit>,
 }
 
 /// Longest a dead-letter hook may run; it must not hold up shutdown forever.
@@ -82,6 +83,7 @@ impl Consumer {
             idempotency: cfg.idempotency.clone(),
             fail_hook: cfg.fail_hook.clone(),
             breaker: cfg.breaker.clone(),
+            rate: cfg.rate.clone(),
         };
         let mut fatal = None;
         let permits = Arc::new(Semaphore::new(cfg.concurrency));
@@ -142,15 +144,6 @@ impl Consumer {
                 Some(size) if !probe => size,
                 _ => held.len(),
             };
-            // The rate limit is paid *before* receiving, so no leased message waits
-            // unextended for a permit, and shutdown is not held up by the wait.
-            if let Some(rate) = &cfg.rate {
-                tokio::select! {
-                    biased;
-                    _ = &mut shutdown => break,
-                    _ = rate.acquire_n(u32::try_from(want).unwrap_or(u32::MAX)) => {}
-                }
-            }
             let opts = ReceiveOptions::max(want).with_lease(lease).with_wait(wait);
             let received = tokio::select! {
                 biased;
@@ -332,6 +325,14 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
     let extender = AbortOnDrop(tokio::spawn(
         extend_lease(shared.driver.clone(), receipt.clone(), shared.lease).in_current_span(),
     ));
+    // The rate limit is paid per message here, with the lease already kept alive, and
+    // is given up at shutdown (the message goes back, not counted).
+    if let Some(rate) = &shared.rate
+        && !wait_or_stop(shared, rate.acquire()).await
+    {
+        tally.released = true;
+        return settle(shared, &delivery, SettleAction::Release, tally).await;
+    }
 
     // Idempotency: claim the key before running anything.
     let mut claim = None;
@@ -349,7 +350,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
                     .duration_since(SystemTime::now())
                     .unwrap_or_default()
                     .min(shared.lease / 2);
-                tokio::time::sleep(wait).await;
+                let _ = wait_or_stop(shared, tokio::time::sleep(wait)).await;
                 tally.released = true;
                 return settle(shared, &delivery, SettleAction::Release, tally).await;
             }
@@ -389,7 +390,8 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
                 // The store is unreachable: do not run the handler blind, and do not
                 // spend the message's attempts on an outage of the store.
                 tracing::warn!(error = %e, "idempotency store failed; handing the message back");
-                tokio::time::sleep(Duration::from_secs(1).min(shared.lease / 2)).await;
+                let pause = Duration::from_secs(1).min(shared.lease / 2);
+                let _ = wait_or_stop(shared, tokio::time::sleep(pause)).await;
                 tally.released = true;
                 return settle(shared, &delivery, SettleAction::Release, tally).await;
             }
@@ -419,6 +421,8 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
         }
     };
     let outcome = tokio::select! {
+        // A handler that finished wins over a timeout or stop firing in the same poll.
+        biased;
         joined = &mut job.0 => match joined {
             Ok(outcome) => Some(outcome),
             Err(e) if e.is_panic() => {
@@ -439,7 +443,6 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
         }
     };
     drop(claim_extender);
-    drop(extender);
     // An aborted handler stops only at its next `.await`; one that blocks may still be
     // working. Its idempotency claim is then kept (it expires with the lease), so a
     // redelivery is treated as a suspected duplicate, not as fresh work.
@@ -470,16 +473,42 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
         }
     };
     if let (Some((key, token)), Some(idem), false) = (&claim, &shared.idempotency, cut_short) {
-        let done = if matches!(action, SettleAction::Ack) {
-            idem.store.complete(key, *token, idem.retention).await
-        } else {
-            idem.store.release(key, *token).await
-        };
-        if let Err(e) = done {
-            tracing::warn!(error = %e, "idempotency store update failed");
+        let ack = matches!(action, SettleAction::Ack);
+        let mut wait = Duration::from_millis(50);
+        for _ in 0..5 {
+            let done = if ack {
+                idem.store.complete(key, *token, idem.retention).await
+            } else {
+                idem.store.release(key, *token).await
+            };
+            match done {
+                Ok(()) => break,
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "idempotency store update failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "idempotency store update failed");
+                    break;
+                }
+            }
         }
     }
-    settle(shared, &delivery, action, tally).await
+    // The lease stays extended until the settlement is applied.
+    let tally = settle(shared, &delivery, action, tally).await;
+    drop(extender);
+    tally
+}
+
+/// Waits for `fut`, unless the hard stop comes first; true if `fut` finished.
+async fn wait_or_stop(shared: &Shared, fut: impl std::future::Future<Output = ()>) -> bool {
+    let mut hard_stop = shared.hard_stop.clone();
+    tokio::select! {
+        biased;
+        () = fut => true,
+        _ = hard_stop.wait_for(|stop| *stop) => false,
+    }
 }
 
 /// A failed attempt: retry at `at` (or as the policy says), or dead-letter it when this
@@ -638,6 +667,24 @@ async fn process_batch(shared: &Shared, deliveries: Vec<Delivery>) -> Vec<Tally>
             )))
         })
         .collect();
+    if let Some(rate) = &shared.rate
+        && !wait_or_stop(
+            shared,
+            rate.acquire_n(u32::try_from(deliveries.len()).unwrap_or(u32::MAX)),
+        )
+        .await
+    {
+        let releases = deliveries.iter().map(release_of).collect();
+        let results = settle_all(shared, releases).await;
+        return results
+            .into_iter()
+            .map(|r| Tally {
+                released: r.is_ok(),
+                settle_error: r.is_err(),
+                ..Tally::default()
+            })
+            .collect();
+    }
     let input = deliveries.clone();
     let mut job = AbortOnDrop(tokio::spawn(
         async move { handler.handle_batch(input).await }.instrument(span),
@@ -651,6 +698,7 @@ async fn process_batch(shared: &Shared, deliveries: Vec<Delivery>) -> Vec<Tally>
     };
     let mut tallies: Vec<Tally> = deliveries.iter().map(|_| Tally::default()).collect();
     let outcomes: Option<Vec<Outcome>> = tokio::select! {
+        biased;
         joined = &mut job.0 => Some(match joined {
             Ok(mut outcomes) => {
                 if outcomes.len() != deliveries.len() {
