@@ -768,7 +768,14 @@ async fn process_batch(shared: &Shared, deliveries: Vec<Delivery>) -> Vec<Tally>
             action,
         });
     }
-    let results = settle_all(shared, settlements.clone()).await;
+    let mut results = settle_all(shared, settlements.clone()).await;
+    // A driver that answers fewer results than settlements broke its contract: the
+    // unanswered ones count as not settled (their leases expire; they come back).
+    while results.len() < settlements.len() {
+        results.push(Err(crate::Error::internal(
+            "driver returned no settle result",
+        )));
+    }
     for (i, r) in results.into_iter().enumerate() {
         match r {
             Ok(()) => {
