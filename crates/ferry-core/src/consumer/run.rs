@@ -157,6 +157,9 @@ impl Consumer {
                 Err(e) if e.is_transient() => {
                     tracing::warn!(queue = %cfg.queue, error = %e, "receive failed; retrying");
                     drop(held);
+                    if probe && let Some(breaker) = &cfg.breaker {
+                        breaker.release_probe();
+                    }
                     tokio::select! {
                         _ = &mut shutdown => break,
                         _ = tokio::time::sleep(backoff) => {}
@@ -331,6 +334,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
         && !wait_or_stop(shared, rate.acquire()).await
     {
         tally.released = true;
+        no_attempt(shared);
         return settle(shared, &delivery, SettleAction::Release, tally).await;
     }
 
@@ -341,6 +345,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
         match idem.store.claim(&key, shared.lease).await {
             Ok(Claim::Done) => {
                 tally.duplicate = true;
+                no_attempt(shared);
                 return settle(shared, &delivery, SettleAction::Ack, tally).await;
             }
             Ok(Claim::Busy { until }) => {
@@ -352,6 +357,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
                     .min(shared.lease / 2);
                 let _ = wait_or_stop(shared, tokio::time::sleep(wait)).await;
                 tally.released = true;
+                no_attempt(shared);
                 return settle(shared, &delivery, SettleAction::Release, tally).await;
             }
             Ok(Claim::Suspect(token)) => {
@@ -371,6 +377,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
                         Ok(true) => {
                             let _ = idem.store.complete(&key, token, idem.retention).await;
                             tally.duplicate = true;
+                            no_attempt(shared);
                             return settle(shared, &delivery, SettleAction::Ack, tally).await;
                         }
                         Ok(false) => {}
@@ -379,6 +386,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
                             let error = format!("ensure callback failed: {e}");
                             let action =
                                 retry_or_dead(shared, &delivery, None, Some(error), &mut tally, "");
+                            no_attempt(shared);
                             return settle(shared, &delivery, action, tally).await;
                         }
                     }
@@ -393,6 +401,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
                 let pause = Duration::from_secs(1).min(shared.lease / 2);
                 let _ = wait_or_stop(shared, tokio::time::sleep(pause)).await;
                 tally.released = true;
+                no_attempt(shared);
                 return settle(shared, &delivery, SettleAction::Release, tally).await;
             }
         }
@@ -499,6 +508,15 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) -> Tally {
     let tally = settle(shared, &delivery, action, tally).await;
     drop(extender);
     tally
+}
+
+/// A delivery that ends without running the handler (work already done, key busy,
+/// store down, shutdown) hands a half-open breaker's probe back, so the next message
+/// can probe at once instead of after a whole cool-down.
+fn no_attempt(shared: &Shared) {
+    if let Some(breaker) = &shared.breaker {
+        breaker.release_probe();
+    }
 }
 
 /// Waits for `fut`, unless the hard stop comes first; true if `fut` finished.
