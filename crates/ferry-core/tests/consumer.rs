@@ -662,3 +662,46 @@ async fn slow_ensure_keeps_the_lease() {
         "{report:?}"
     );
 }
+
+/// Regression: a half-open probe that ran no attempt (its work was already done) kept
+/// the probe, so the next message waited a whole extra cool-down.
+#[tokio::test]
+async fn probe_without_attempt_is_handed_back() {
+    use ferry_core::consumer::{BreakerConfig, CircuitBreaker};
+    let (d, q) = setup(4).await;
+    let store = Arc::new(MemoryIdempotencyStore::new());
+    let Claim::Acquired(t) = store
+        .claim("work/m2", Duration::from_secs(5))
+        .await
+        .expect("claim")
+    else {
+        panic!("fresh")
+    };
+    store
+        .complete("work/m2", t, Duration::from_secs(60))
+        .await
+        .expect("complete");
+    let breaker = CircuitBreaker::new(BreakerConfig {
+        window: 2,
+        min_samples: 2,
+        failure_ratio: 0.5,
+        cool_down: Duration::from_secs(1),
+    });
+    let report = Consumer::builder(q.clone())
+        .retry_policy(RetryPolicy::default().with_backoff(Backoff::Fixed(Duration::from_secs(60))))
+        .idempotency(store)
+        .circuit_breaker(breaker.clone())
+        .build(d.clone(), |d: Delivery| async move {
+            if d.id == "m0" || d.id == "m1" {
+                Err("down")
+            } else {
+                Ok(())
+            }
+        })
+        // Opens after m0 and m1; half-open after 1 s; m2 is a duplicate; m3 must be the
+        // next probe right away, well before a second cool-down would end.
+        .run(tokio::time::sleep(Duration::from_millis(1700)))
+        .await
+        .expect("run");
+    assert_eq!((report.duplicates, report.acked), (1, 1), "{report:?}");
+}
