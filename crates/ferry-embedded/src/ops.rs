@@ -256,12 +256,15 @@ pub(crate) fn enqueue(
                enqueued_at = excluded.enqueued_at, route_key = excluded.route_key,
                headers = excluded.headers, payload = excluded.payload,
                checksum = excluded.checksum, last_error = NULL, first_failed_at = NULL,
-               events = messages.events || excluded.events
+               events = substr(messages.events, -16384) || excluded.events
              WHERE messages.state = 3",
         )
         .ctx("cannot enqueue")?;
     let mut enqueued = 0;
     let mut duplicates = Vec::new();
+    // Re-sending an id whose row is done reuses the row; its history keeps only the
+    // last 16 KiB of event lines (`substr(.., -16384)` below), so an id that is sent
+    // again and again does not grow a row without bound.
     let sent = if hist {
         let detail = route_key.map(|k| format!("route key {k}"));
         history::line(now_ms, "sent", 0, detail.as_deref())
@@ -952,7 +955,7 @@ pub(crate) fn requeue_dead_letters(
                    enqueued_at = excluded.enqueued_at, route_key = excluded.route_key,
                    headers = excluded.headers, payload = excluded.payload,
                    checksum = excluded.checksum, last_error = excluded.last_error,
-                   first_failed_at = NULL, events = messages.events || excluded.events
+                   first_failed_at = NULL, events = substr(messages.events, -16384) || excluded.events
                  WHERE messages.state = 3",
             )
             .ctx("cannot requeue")?
