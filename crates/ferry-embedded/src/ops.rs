@@ -472,7 +472,7 @@ pub(crate) fn receive(
     // fencing because a receipt is `seq:token` and a redelivery draws a new token.
     // Random rather than a counter: unguessable across processes, nothing shared to write.
     let token = fastrand::i64(1..);
-    conn.prepare_cached(
+    let leased = conn.prepare_cached(
         "UPDATE messages SET state = 2, lane = 0, avail_at = ?3, attempts = attempts + 1,
                              lease_token = ?4,
                              events = CASE WHEN ?6
@@ -491,6 +491,18 @@ pub(crate) fn receive(
         hist
     ])
     .ctx("cannot lease")?;
+    // The SELECT and the UPDATE's subquery read the same rows through the same index
+    // in one transaction. If they disagree, the index is damaged: handing out rows
+    // that were not leased would deliver them again and again, so stop here.
+    if leased != rows.len() {
+        return Err(Error::new(
+            ErrorKind::Corrupt,
+            format!(
+                "queue '{queue}': the data file's index is inconsistent (selected {} messages, leased {leased}); restore the file from a backup or rebuild it with sqlite3's REINDEX",
+                rows.len()
+            ),
+        ));
+    }
     let mut deliveries = Vec::with_capacity(rows.len());
     for row in rows {
         let Some(intact) = row.verify() else {
