@@ -1,0 +1,1020 @@
+//! # ferry-redis (work in progress)
+//!
+//! A Redis backend for ferry: a [`RedisDriver`] that keeps the whole driver contract
+//! with server-side atomicity in Lua scripts (the `.lua` files under `src/lua/`, loaded
+//! with `include_str!`; `common.lua` is prepended to every queue script).
+//!
+//! ```no_run
+//! # async fn demo() -> ferry_core::Result<()> {
+//! use ferry_core::*;
+//! let driver = ferry_redis::RedisDriver::connect("redis://127.0.0.1:6379").await?;
+//! let q = QueueName::new("jobs")?;
+//! driver.create_queue(&q, QueueOptions::default()).await?;
+//! driver.send(&q, vec![Message::new("hi")]).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Key layout
+//!
+//! `P` is the key prefix ([`RedisConfig::prefix`], default `ferry`). Every key of queue
+//! `Q` starts with the hash tag `{P:Q}`, so a queue lives in one Cluster slot and each
+//! script touches one slot only (scripts get the base `{P:Q}` as `KEYS[1]` and derive the
+//! other key names from it).
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `{P:Q}:opts` | hash | `delay_ms`, `max_attempts`, `lease_ms`; its existence is the queue's |
+//! | `{P:Q}:msg` | hash | id → MessagePack envelope ([`ferry_core::wire::Envelope`]) |
+//! | `{P:Q}:pri`, `:seq`, `:att` | hash | id → priority, send sequence, attempts |
+//! | `{P:Q}:err`, `:ff` | hash | id → last error, first-failed-at (ms) |
+//! | `{P:Q}:w:<prio>` | zset | waiting messages of one priority: score = ms when deliverable, member = 16-digit zero-padded send sequence + `\|` + id |
+//! | `{P:Q}:prios` | zset | the priorities that ever had a waiting set |
+//! | `{P:Q}:leased` | zset | id, score = lease deadline (ms) |
+//! | `{P:Q}:tok` | hash | id → lease token (the fence) |
+//! | `{P:Q}:dead` | zset | dead-letter sequence numbers, oldest first |
+//! | `{P:Q}:dl:<n>` | hash | one dead letter: id, env, pri, att, reason, err, ff, dead_at |
+//! | `{P:Q}:h:<id>` | list | history events `at\|event\|attempt\|-` or `…\|+detail`, expiring 7 days after the last |
+//! | `{P:Q}:hids` | set | ids that have a history list (for delete) |
+//! | `{P:Q}:seqctr`, `:dseq`, `:tseq` | string | counters: send sequence, dead-letter sequence, tokens |
+//! | `P:queues`, `P:topics` | set | queue and topic names |
+//! | `{P:t:T}:bindings` | set | `queue pattern` of topic `T` |
+//! | `P:idem:<key>` | string | idempotency entry: `p\|token\|until_ms` or `d` |
+//!
+//! Ready vs delayed is not a separate structure: a waiting message is *ready* when its
+//! score is at most now. So a delayed message needs no promotion step, a long delay never
+//! blocks a short one, and the order is exact: scores are integer milliseconds (far below
+//! 2^53), and equal scores fall back to the member's zero-padded send sequence, giving
+//! "highest priority first, then ready time, then send order".
+//!
+//! ## Time
+//!
+//! Every instant is taken from the Redis server's clock (`TIME` inside the scripts):
+//! ready times, lease deadlines, dead-at and history stamps. The client turns absolute
+//! instants (`Delay::At`, `retry(not_before)`) into offsets from its own clock and the
+//! script adds them to the server's now, so client/server clock skew shifts nothing by
+//! more than the request's transit time. `enqueued_at` is the client's clock (it is part
+//! of the envelope built by the client).
+//!
+//! ## What is atomic
+//!
+//! - One script is atomic (Redis runs scripts alone): a whole `send` batch, a receive
+//!   (reclaiming expired leases, dead-lettering those on their last attempt with reason
+//!   `lease_expired`, and leasing up to `max`), each settlement or extend (token check
+//!   and effect), each dead-letter operation, stats.
+//! - A `publish` runs one script over all matching queues: all or nothing **on a single
+//!   node**. On Cluster the queues may be in different slots; per-slot publish (atomic per
+//!   queue, with a report of what was applied) is future work.
+//! - A batch `settle` is one pipeline of script calls (one round trip): each settlement
+//!   is atomic on its own, the batch is not (the contract asks for per-receipt results).
+//! - Topology changes are several commands, not atomic: `create_queue` writes the options
+//!   then adds the name to `P:queues`; `delete_queue` deletes the queue's keys (one script)
+//!   then removes it from `P:queues` and from every topic's bindings; `bind` checks the
+//!   topic and queue then adds the binding (a concurrent delete can leave a dangling
+//!   binding, which publish skips).
+//! - Lua scripts do not roll back if Redis fails mid-script (for example out of memory
+//!   with `maxmemory`); every check is done before the first write to keep that window
+//!   to server faults. Run Redis with `maxmemory-policy noeviction`.
+//!
+//! ## Durability
+//!
+//! `send` returns once Redis applied the script, which is as durable as the server's
+//! persistence (AOF with `appendfsync everysec` or `always`); nothing here calls `WAIT`.
+//!
+//! ## Not done yet
+//!
+//! Sentinel, Cluster URLs, `rediss://` (TLS feature), env variables, the legacy list
+//! flavour, a notification channel for long polls (receive polls with a short sleep),
+//! history pruning of the `hids` set, and indexes for dead-letter lookups by id and reason
+//! (those scan the queue's dead letters).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod idempotency;
+mod reply;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::time::{duration_millis, from_millis};
+use ferry_core::wire::Envelope;
+use ferry_core::{
+    Binding, DeadLetter, DeadLetterQuery, DeadLetters, Delay, Delivery, Driver, Error, ErrorKind,
+    HistoryEvent, Limits, Message, PublishReport, QueueInfo, QueueName, QueueOptions, QueueStats,
+    Receipt, ReceiveOptions, Result, Selection, SendReport, SettleAction, Settlement, TopicName,
+    Topology, reason, route_matches, validate_pattern, validate_route_key,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, Script, Value};
+
+pub use idempotency::RedisIdempotencyStore;
+use reply::{Op, Reader, map_err};
+
+macro_rules! queue_script {
+    ($file:literal) => {
+        concat!(include_str!("lua/common.lua"), include_str!($file))
+    };
+}
+
+/// The Lua scripts, compiled once per driver.
+#[derive(Debug)]
+struct Scripts {
+    enqueue: Script,
+    receive: Script,
+    settle: Script,
+    dead: Script,
+    stats: Script,
+    delete_queue: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            enqueue: Script::new(queue_script!("lua/enqueue.lua")),
+            receive: Script::new(queue_script!("lua/receive.lua")),
+            settle: Script::new(queue_script!("lua/settle.lua")),
+            dead: Script::new(queue_script!("lua/dead.lua")),
+            stats: Script::new(queue_script!("lua/stats.lua")),
+            delete_queue: Script::new(queue_script!("lua/delete_queue.lua")),
+        }
+    }
+}
+
+/// How to reach Redis and where to keep ferry's keys.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// A `redis://` URL (`redis://[user:password@]host[:port][/db]`).
+    pub url: String,
+    /// Prefix of every key (default `ferry`); tests use a unique one per run.
+    pub prefix: String,
+    /// How long to wait for one reply (default 10 s; redis-rs's own default of 500 ms is
+    /// too short for a 10,000-message batch).
+    pub response_timeout: Duration,
+    /// How long to wait for a connection (default 5 s).
+    pub connection_timeout: Duration,
+    /// Size limits enforced at send.
+    pub limits: Limits,
+    /// How often a long-polling receive looks again when nothing is ready (default 25 ms).
+    pub poll_interval: Duration,
+}
+
+impl RedisConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            prefix: "ferry".to_string(),
+            response_timeout: Duration::from_secs(10),
+            connection_timeout: Duration::from_secs(5),
+            limits: Limits::default(),
+            poll_interval: Duration::from_millis(25),
+        }
+    }
+
+    /// Sets the key prefix.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the size limits.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// The Redis [`Driver`]. Cheap to clone; clones share the connection.
+#[derive(Clone)]
+pub struct RedisDriver {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    limits: Limits,
+    poll_interval: Duration,
+    /// Random per driver instance, part of every lease token it issues.
+    nonce: Arc<str>,
+    scripts: Arc<Scripts>,
+    idempotency: RedisIdempotencyStore,
+}
+
+impl std::fmt::Debug for RedisDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisDriver")
+            .field("prefix", &self.prefix)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Most deliveries one receive call leases (a larger `max` is capped to this).
+const MAX_RECEIVE: usize = 10_000;
+
+const OK: i64 = 1;
+const NO_QUEUE: i64 = -1;
+const STALE: i64 = -2;
+
+fn ceil_millis(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// Milliseconds from now until `t`, rounded up; 0 for the past.
+fn millis_until(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::now())
+        .map(ceil_millis)
+        .unwrap_or(0)
+}
+
+fn delay_arg(m: &Message) -> i64 {
+    match m.delay() {
+        None => -1,
+        Some(Delay::After(d)) => ceil_millis(d.min(ferry_core::MAX_DELAY)),
+        Some(Delay::At(t)) => millis_until(t).min(duration_millis(ferry_core::MAX_DELAY)),
+    }
+}
+
+fn opt_u32(map: &BTreeMap<String, String>, field: &str, queue: &QueueName) -> Result<u64> {
+    map.get(field).and_then(|v| v.parse().ok()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("queue '{queue}' has no valid '{field}' option in redis"),
+        )
+    })
+}
+
+impl RedisDriver {
+    /// Connects to `url` with default settings.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(RedisConfig::new(url)).await
+    }
+
+    /// Connects with `config`. The connection reconnects by itself with backoff.
+    pub async fn connect_with(config: RedisConfig) -> Result<Self> {
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            Error::invalid_input(format!("'{}' is not a valid redis URL", config.url))
+                .with_source(e)
+        })?;
+        let cm = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.connection_timeout))
+            .set_number_of_retries(6)
+            .set_max_delay(Duration::from_secs(2));
+        let conn = ConnectionManager::new_with_config(client, cm)
+            .await
+            .map_err(|e| map_err(e, Op::Read, "connect"))?;
+        let prefix: Arc<str> = Arc::from(config.prefix.as_str());
+        Ok(RedisDriver {
+            idempotency: RedisIdempotencyStore::new(conn.clone(), &config.prefix),
+            conn,
+            prefix,
+            limits: config.limits,
+            poll_interval: config.poll_interval,
+            nonce: Arc::from(format!("{:016x}", fastrand::u64(..)).as_str()),
+            scripts: Arc::new(Scripts::new()),
+        })
+    }
+
+    /// The hash-tagged base of every key of `queue`: `{prefix:queue}`.
+    fn base(&self, queue: &QueueName) -> String {
+        format!("{{{}:{}}}", self.prefix, queue)
+    }
+
+    fn queues_key(&self) -> String {
+        format!("{}:queues", self.prefix)
+    }
+
+    fn topics_key(&self) -> String {
+        format!("{}:topics", self.prefix)
+    }
+
+    fn bindings_key(&self, topic: &TopicName) -> String {
+        format!("{{{}:t:{}}}:bindings", self.prefix, topic)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    async fn topic_exists(&self, topic: &TopicName) -> Result<bool> {
+        self.conn()
+            .sismember(self.topics_key(), topic.as_str())
+            .await
+            .map_err(|e| map_err(e, Op::Read, "read topics"))
+    }
+
+    async fn queue_exists(&self, queue: &QueueName) -> Result<bool> {
+        self.conn()
+            .exists(format!("{}:opts", self.base(queue)))
+            .await
+            .map_err(|e| map_err(e, Op::Read, "read queue options"))
+    }
+
+    /// Runs the enqueue script over `queues`; returns per queue `None` if it is missing,
+    /// else (enqueued, duplicate ids).
+    async fn enqueue(
+        &self,
+        queues: &[QueueName],
+        batch: &[Message],
+        route_key: Option<&str>,
+    ) -> Result<Vec<Option<(u64, Vec<String>)>>> {
+        let now = ferry_core::time::now_millis();
+        let mut inv = self.scripts.enqueue.prepare_invoke();
+        for q in queues {
+            inv.key(self.base(q));
+        }
+        inv.arg(if route_key.is_some() { "1" } else { "0" })
+            .arg(route_key.unwrap_or(""));
+        for m in batch {
+            let mut env = Envelope::new(m.id(), m.payload().clone());
+            env.headers = m.headers().clone();
+            env.route_key = route_key.map(str::to_string);
+            env.priority = m.priority();
+            env.enqueued_at = now;
+            inv.arg(m.id())
+                .arg(env.encode()?)
+                .arg(m.priority())
+                .arg(delay_arg(m));
+        }
+        let v: Value = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "enqueue"))?;
+        let mut r = Reader::new(v)?;
+        if r.int()? != OK {
+            return Err(Error::internal("redis: enqueue script failed"));
+        }
+        let mut out = Vec::with_capacity(queues.len());
+        for _ in queues {
+            let n = r.int()?;
+            let ndups = r.int()?;
+            let mut dups = Vec::new();
+            for _ in 0..ndups {
+                dups.push(r.string()?);
+            }
+            out.push(u64::try_from(n).ok().map(|n| (n, dups)));
+        }
+        Ok(out)
+    }
+
+    /// One receive attempt: the deliveries, and when the next message or lease is due
+    /// (server ms) if nothing was ready.
+    async fn try_receive(
+        &self,
+        queue: &QueueName,
+        max: usize,
+        lease: Option<Duration>,
+    ) -> Result<(Vec<Delivery>, Option<i64>)> {
+        let lease_ms = lease.map_or(-1, duration_millis);
+        let v: Value = self
+            .scripts
+            .receive
+            .key(self.base(queue))
+            .arg(max.min(MAX_RECEIVE))
+            .arg(lease_ms)
+            .arg(&*self.nonce)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "receive"))?;
+        let mut r = Reader::new(v)?;
+        if r.int()? == NO_QUEUE {
+            return Err(Error::queue_not_found(queue.as_str()));
+        }
+        let next_due = Some(r.int()?).filter(|n| *n >= 0);
+        let mut out = Vec::new();
+        let mut undecodable = Vec::new();
+        while r.has_more() {
+            let id = r.string()?;
+            let env = r.bytes()?;
+            let attempt = u32::try_from(r.int()?).unwrap_or(u32::MAX);
+            let token = r.string()?;
+            let until = from_millis(r.int()?);
+            let receipt = Receipt::new(queue.clone(), id.clone(), token);
+            match Envelope::decode(&env) {
+                Ok(e) => out.push(Delivery {
+                    id,
+                    queue: queue.clone(),
+                    payload: e.payload,
+                    headers: e.headers,
+                    route_key: e.route_key,
+                    priority: e.priority,
+                    enqueued_at: from_millis(e.enqueued_at),
+                    attempt,
+                    lease_until: until,
+                    receipt,
+                }),
+                Err(e) => undecodable.push(Settlement {
+                    receipt,
+                    action: SettleAction::DeadLetter {
+                        reason: reason::DECODE_ERROR.to_string(),
+                        error: Some(e.to_string()),
+                    },
+                }),
+            }
+        }
+        if !undecodable.is_empty() {
+            // The stored bytes stay in the dead letter; a failure here leaves the lease to
+            // expire and the message to be tried again, so nothing is lost.
+            let _ = self.settle(undecodable).await;
+        }
+        Ok((out, next_due))
+    }
+
+    /// The `EVALSHA` of the settle script for one settlement (run in a pipeline).
+    fn settle_cmd(&self, s: &Settlement) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.scripts.settle.get_hash())
+            .arg(1)
+            .arg(self.base(s.receipt.queue()))
+            .arg(s.receipt.message_id())
+            .arg(s.receipt.token());
+        match &s.action {
+            SettleAction::Ack => {
+                cmd.arg("ack");
+            }
+            SettleAction::Release => {
+                cmd.arg("release");
+            }
+            SettleAction::Retry { not_before, error } => {
+                cmd.arg("retry")
+                    .arg(millis_until(*not_before))
+                    .arg(if error.is_some() { "1" } else { "0" })
+                    .arg(error.as_deref().unwrap_or(""));
+            }
+            SettleAction::DeadLetter { reason, error } => {
+                cmd.arg("dead")
+                    .arg(reason.as_str())
+                    .arg(if error.is_some() { "1" } else { "0" })
+                    .arg(error.as_deref().unwrap_or(""));
+            }
+        }
+        cmd
+    }
+
+    fn settle_result(s: &Settlement, v: Value) -> Result<()> {
+        let q = s.receipt.queue();
+        match Reader::new(v)?.int()? {
+            OK => Ok(()),
+            NO_QUEUE => Err(Error::queue_not_found(q.as_str())),
+            STALE => Err(Error::stale_receipt(q.as_str(), s.receipt.message_id())),
+            _ => Err(Error::internal("redis: unexpected settle reply")),
+        }
+    }
+
+    async fn dead_op(&self, queue: &QueueName, args: Vec<String>) -> Result<Reader> {
+        let mut inv = self.scripts.dead.key(self.base(queue));
+        for a in args {
+            inv.arg(a);
+        }
+        let v: Value = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "run a dead-letter operation"))?;
+        let mut r = Reader::new(v)?;
+        if r.int()? == NO_QUEUE {
+            return Err(Error::queue_not_found(queue.as_str()));
+        }
+        Ok(r)
+    }
+
+    fn read_dead(queue: &QueueName, r: &mut Reader) -> Result<DeadLetter> {
+        let id = r.string()?;
+        let env = r.bytes()?;
+        let priority = u8::try_from(r.int()?).unwrap_or(0);
+        let attempts = u32::try_from(r.int()?).unwrap_or(u32::MAX);
+        let why = r.string()?;
+        let has_err = r.string()? == "1";
+        let err = r.string()?;
+        let ff = r.int()?;
+        let dead_at = r.int()?;
+        let (payload, headers, route_key, enqueued_at) = match Envelope::decode(&env) {
+            Ok(e) => (
+                e.payload,
+                e.headers,
+                e.route_key,
+                from_millis(e.enqueued_at),
+            ),
+            // Undecodable envelopes keep their original bytes as the payload.
+            Err(_) => (
+                Bytes::from(env),
+                BTreeMap::new(),
+                None,
+                from_millis(dead_at),
+            ),
+        };
+        Ok(DeadLetter {
+            id,
+            queue: queue.clone(),
+            payload,
+            headers,
+            route_key,
+            priority,
+            enqueued_at,
+            attempts,
+            reason: why,
+            last_error: has_err.then_some(err),
+            first_failed_at: Some(from_millis(ff)),
+            dead_at: from_millis(dead_at),
+        })
+    }
+
+    async fn stats_one(&self, queue: &QueueName) -> Result<Option<QueueStats>> {
+        let v: Value = self
+            .scripts
+            .stats
+            .key(self.base(queue))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(e, Op::Read, "read stats"))?;
+        let mut r = Reader::new(v)?;
+        if r.int()? == NO_QUEUE {
+            return Ok(None);
+        }
+        let mut n = || r.int().map(|n| u64::try_from(n).unwrap_or(0));
+        Ok(Some(QueueStats::new(
+            queue.as_str(),
+            n()?,
+            n()?,
+            n()?,
+            n()?,
+        )))
+    }
+
+    async fn queue_names(&self) -> Result<Vec<QueueName>> {
+        let names: Vec<String> = self
+            .conn()
+            .smembers(self.queues_key())
+            .await
+            .map_err(|e| map_err(e, Op::Read, "list queues"))?;
+        let mut out: Vec<QueueName> = names
+            .into_iter()
+            .filter_map(|n| QueueName::new(n).ok())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Topology for RedisDriver {
+    async fn create_queue(&self, queue: &QueueName, options: QueueOptions) -> Result<()> {
+        options.validate()?;
+        let mut c = self.conn();
+        let () = c
+            .hset_multiple(
+                format!("{}:opts", self.base(queue)),
+                &[
+                    ("delay_ms", duration_millis(options.default_delay)),
+                    ("max_attempts", i64::from(options.max_attempts)),
+                    ("lease_ms", duration_millis(options.lease)),
+                ],
+            )
+            .await
+            .map_err(|e| map_err(e, Op::Write, "create the queue"))?;
+        let _: i64 = c
+            .sadd(self.queues_key(), queue.as_str())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "create the queue"))?;
+        Ok(())
+    }
+
+    async fn get_queue(&self, queue: &QueueName) -> Result<QueueInfo> {
+        let map: BTreeMap<String, String> = self
+            .conn()
+            .hgetall(format!("{}:opts", self.base(queue)))
+            .await
+            .map_err(|e| map_err(e, Op::Read, "read queue options"))?;
+        if map.is_empty() {
+            return Err(Error::queue_not_found(queue.as_str()));
+        }
+        let options = QueueOptions::default()
+            .with_default_delay(Duration::from_millis(opt_u32(&map, "delay_ms", queue)?))
+            .with_max_attempts(
+                u32::try_from(opt_u32(&map, "max_attempts", queue)?).unwrap_or(u32::MAX),
+            )
+            .with_lease(Duration::from_millis(opt_u32(&map, "lease_ms", queue)?));
+        Ok(QueueInfo::new(queue.clone(), options))
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        let mut out = Vec::new();
+        for q in self.queue_names().await? {
+            match self.get_queue(&q).await {
+                Ok(info) => out.push(info),
+                Err(e) if e.kind() == ErrorKind::QueueNotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
+        let v: Value = self
+            .scripts
+            .delete_queue
+            .key(self.base(queue))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "delete the queue"))?;
+        let found = Reader::new(v)?.int()? == OK;
+        let mut c = self.conn();
+        let _: i64 = c
+            .srem(self.queues_key(), queue.as_str())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "delete the queue"))?;
+        let topics: Vec<String> = c
+            .smembers(self.topics_key())
+            .await
+            .map_err(|e| map_err(e, Op::Read, "list topics"))?;
+        let prefix = format!("{queue} ");
+        for t in topics.into_iter().filter_map(|t| TopicName::new(t).ok()) {
+            let key = self.bindings_key(&t);
+            let members: Vec<String> = c
+                .smembers(&key)
+                .await
+                .map_err(|e| map_err(e, Op::Read, "list bindings"))?;
+            let gone: Vec<&String> = members.iter().filter(|m| m.starts_with(&prefix)).collect();
+            if !gone.is_empty() {
+                let _: i64 = c
+                    .srem(&key, gone)
+                    .await
+                    .map_err(|e| map_err(e, Op::Write, "remove bindings"))?;
+            }
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(Error::queue_not_found(queue.as_str()))
+        }
+    }
+
+    async fn create_topic(&self, topic: &TopicName) -> Result<()> {
+        let _: i64 = self
+            .conn()
+            .sadd(self.topics_key(), topic.as_str())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "create the topic"))?;
+        Ok(())
+    }
+
+    async fn list_topics(&self) -> Result<Vec<TopicName>> {
+        let names: Vec<String> = self
+            .conn()
+            .smembers(self.topics_key())
+            .await
+            .map_err(|e| map_err(e, Op::Read, "list topics"))?;
+        let mut out: Vec<TopicName> = names
+            .into_iter()
+            .filter_map(|n| TopicName::new(n).ok())
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn delete_topic(&self, topic: &TopicName) -> Result<()> {
+        let mut c = self.conn();
+        let removed: i64 = c
+            .srem(self.topics_key(), topic.as_str())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "delete the topic"))?;
+        let _: i64 = c
+            .del(self.bindings_key(topic))
+            .await
+            .map_err(|e| map_err(e, Op::Write, "delete the topic"))?;
+        if removed == 0 {
+            return Err(Error::topic_not_found(topic.as_str()));
+        }
+        Ok(())
+    }
+
+    async fn bind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()> {
+        validate_pattern(pattern)?;
+        if !self.topic_exists(topic).await? {
+            return Err(Error::topic_not_found(topic.as_str()));
+        }
+        if !self.queue_exists(queue).await? {
+            return Err(Error::queue_not_found(queue.as_str()));
+        }
+        let _: i64 = self
+            .conn()
+            .sadd(self.bindings_key(topic), format!("{queue} {pattern}"))
+            .await
+            .map_err(|e| map_err(e, Op::Write, "bind"))?;
+        Ok(())
+    }
+
+    async fn unbind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()> {
+        if !self.topic_exists(topic).await? {
+            return Err(Error::topic_not_found(topic.as_str()));
+        }
+        let removed: i64 = self
+            .conn()
+            .srem(self.bindings_key(topic), format!("{queue} {pattern}"))
+            .await
+            .map_err(|e| map_err(e, Op::Write, "unbind"))?;
+        if removed == 0 {
+            return Err(Error::invalid_input(format!(
+                "topic '{topic}' has no binding to queue '{queue}' with pattern '{pattern}'"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn list_bindings(&self, topic: &TopicName) -> Result<Vec<Binding>> {
+        if !self.topic_exists(topic).await? {
+            return Err(Error::topic_not_found(topic.as_str()));
+        }
+        let members: Vec<String> = self
+            .conn()
+            .smembers(self.bindings_key(topic))
+            .await
+            .map_err(|e| map_err(e, Op::Read, "list bindings"))?;
+        let mut out: Vec<Binding> = members
+            .iter()
+            .filter_map(|m| {
+                let (q, p) = m.split_once(' ')?;
+                Some(Binding::new(topic.clone(), QueueName::new(q).ok()?, p))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl DeadLetters for RedisDriver {
+    async fn list_dead_letters(
+        &self,
+        queue: &QueueName,
+        query: DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>> {
+        let mut r = self
+            .dead_op(
+                queue,
+                vec![
+                    "list".into(),
+                    query.offset.to_string(),
+                    query.limit.to_string(),
+                    if query.reason.is_some() { "1" } else { "0" }.into(),
+                    query.reason.unwrap_or_default(),
+                ],
+            )
+            .await?;
+        let mut out = Vec::new();
+        while r.has_more() {
+            out.push(Self::read_dead(queue, &mut r)?);
+        }
+        Ok(out)
+    }
+
+    async fn get_dead_letter(&self, queue: &QueueName, id: &str) -> Result<DeadLetter> {
+        let mut r = self
+            .dead_op(queue, vec!["get".into(), id.to_string()])
+            .await?;
+        if !r.has_more() {
+            return Err(Error::new(
+                ErrorKind::MessageNotFound,
+                format!("no dead letter '{id}' in queue '{queue}'"),
+            ));
+        }
+        Self::read_dead(queue, &mut r)
+    }
+
+    async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        let mut args = vec!["requeue".to_string()];
+        match selection {
+            Selection::All => args.push("1".into()),
+            Selection::Ids(ids) => {
+                args.push("0".into());
+                args.extend(ids);
+            }
+        }
+        let mut r = self.dead_op(queue, args).await?;
+        Ok(u64::try_from(r.int()?).unwrap_or(0))
+    }
+
+    async fn delete_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        let mut args = vec!["delete".to_string()];
+        match selection {
+            Selection::All => args.push("1".into()),
+            Selection::Ids(ids) => {
+                args.push("0".into());
+                args.extend(ids);
+            }
+        }
+        let mut r = self.dead_op(queue, args).await?;
+        Ok(u64::try_from(r.int()?).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl Driver for RedisDriver {
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn idempotency_store(&self) -> Option<Arc<dyn ferry_core::IdempotencyStore>> {
+        Some(Arc::new(self.idempotency.clone()))
+    }
+
+    async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport> {
+        self.limits.validate_batch(&batch)?;
+        let mut res = self
+            .enqueue(std::slice::from_ref(queue), &batch, None)
+            .await?;
+        match res.pop().flatten() {
+            Some((enqueued, duplicates)) => {
+                let mut report = SendReport::default();
+                report.enqueued = enqueued;
+                report.duplicates = duplicates;
+                Ok(report)
+            }
+            None => Err(Error::queue_not_found(queue.as_str())),
+        }
+    }
+
+    async fn publish(
+        &self,
+        topic: &TopicName,
+        route_key: &str,
+        batch: Vec<Message>,
+    ) -> Result<PublishReport> {
+        validate_route_key(route_key)?;
+        self.limits.validate_batch(&batch)?;
+        if !self.topic_exists(topic).await? {
+            return Err(Error::topic_not_found(topic.as_str()));
+        }
+        let unroutable = || {
+            Error::new(
+                ErrorKind::Unroutable,
+                format!(
+                    "no binding of topic '{topic}' matches route key '{route_key}'; nothing was published"
+                ),
+            )
+        };
+        let members: Vec<String> = self
+            .conn()
+            .smembers(self.bindings_key(topic))
+            .await
+            .map_err(|e| map_err(e, Op::Read, "list bindings"))?;
+        let targets: BTreeSet<QueueName> = members
+            .iter()
+            .filter_map(|m| m.split_once(' '))
+            .filter(|(_, p)| route_matches(p, route_key))
+            .filter_map(|(q, _)| QueueName::new(q).ok())
+            .collect();
+        if targets.is_empty() {
+            return Err(unroutable());
+        }
+        let targets: Vec<QueueName> = targets.into_iter().collect();
+        let res = self.enqueue(&targets, &batch, Some(route_key)).await?;
+        let mut report = PublishReport::default();
+        for (q, r) in targets.into_iter().zip(res) {
+            // A binding left behind by a concurrent queue delete is skipped.
+            if let Some((n, dups)) = r {
+                report.enqueued += n;
+                report.duplicates += dups.len() as u64;
+                report.queues.push(q);
+            }
+        }
+        if report.queues.is_empty() {
+            return Err(unroutable());
+        }
+        Ok(report)
+    }
+
+    async fn receive(&self, queue: &QueueName, options: ReceiveOptions) -> Result<Vec<Delivery>> {
+        options.validate()?;
+        let deadline = tokio::time::Instant::now() + options.wait;
+        loop {
+            let (got, _next_due) = self.try_receive(queue, options.max, options.lease).await?;
+            let now = tokio::time::Instant::now();
+            if !got.is_empty() || now >= deadline {
+                return Ok(got);
+            }
+            tokio::time::sleep(self.poll_interval.min(deadline - now)).await;
+        }
+    }
+
+    async fn settle(&self, batch: Vec<Settlement>) -> Result<Vec<Result<()>>> {
+        // One pipeline of EVALSHA calls: one round trip, each settlement atomic on its
+        // own. A NOSCRIPT reply means that call did nothing (empty script cache, e.g.
+        // after a restart): load the script and run just those again.
+        let mut results: Vec<Option<Result<()>>> = batch.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..batch.len()).collect();
+        let mut conn = self.conn();
+        for round in 0..2 {
+            if pending.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for &i in &pending {
+                pipe.add_command(self.settle_cmd(&batch[i]));
+            }
+            let replies: Vec<redis::RedisResult<Value>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| map_err(e, Op::Write, "settle"))?;
+            let mut again = Vec::new();
+            for (&i, reply) in pending.iter().zip(replies) {
+                match reply {
+                    Err(e)
+                        if round == 0
+                            && e.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        again.push(i);
+                    }
+                    Err(e) => results[i] = Some(Err(map_err(e, Op::Write, "settle"))),
+                    Ok(v) => results[i] = Some(Self::settle_result(&batch[i], v)),
+                }
+            }
+            if !again.is_empty() {
+                self.scripts
+                    .settle
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(|e| map_err(e, Op::Write, "load the settle script"))?;
+            }
+            pending = again;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::internal("redis: settle got no reply"))))
+            .collect())
+    }
+
+    async fn extend(&self, receipt: &Receipt, lease: Duration) -> Result<SystemTime> {
+        let lease = lease.min(ferry_core::MAX_LEASE);
+        let v: Value = self
+            .scripts
+            .settle
+            .key(self.base(receipt.queue()))
+            .arg(receipt.message_id())
+            .arg(receipt.token())
+            .arg("extend")
+            .arg(duration_millis(lease))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "extend the lease"))?;
+        let mut r = Reader::new(v)?;
+        match r.int()? {
+            OK => Ok(from_millis(r.int()?)),
+            NO_QUEUE => Err(Error::queue_not_found(receipt.queue().as_str())),
+            _ => Err(Error::stale_receipt(
+                receipt.queue().as_str(),
+                receipt.message_id(),
+            )),
+        }
+    }
+
+    async fn stats(&self, queue: Option<&QueueName>) -> Result<Vec<QueueStats>> {
+        match queue {
+            Some(q) => match self.stats_one(q).await? {
+                Some(s) => Ok(vec![s]),
+                None => Err(Error::queue_not_found(q.as_str())),
+            },
+            None => {
+                let mut out = Vec::new();
+                for q in self.queue_names().await? {
+                    if let Some(s) = self.stats_one(&q).await? {
+                        out.push(s);
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    async fn history(&self, queue: &QueueName, id: &str) -> Result<Vec<HistoryEvent>> {
+        if !self.queue_exists(queue).await? {
+            return Err(Error::queue_not_found(queue.as_str()));
+        }
+        let lines: Vec<String> = self
+            .conn()
+            .lrange(format!("{}:h:{id}", self.base(queue)), 0, -1)
+            .await
+            .map_err(|e| map_err(e, Op::Read, "read history"))?;
+        let mut out = Vec::with_capacity(lines.len());
+        for line in lines {
+            let mut parts = line.splitn(4, '|');
+            let (Some(at), Some(event), Some(attempt), Some(detail)) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let detail = detail.strip_prefix('+').map(str::to_string);
+            out.push(HistoryEvent::new(
+                from_millis(at.parse().unwrap_or(0)),
+                event,
+                attempt.parse().unwrap_or(0),
+                detail,
+            ));
+        }
+        Ok(out)
+    }
+}
