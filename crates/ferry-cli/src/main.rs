@@ -45,7 +45,7 @@ async fn run(cli: Cli) -> ferry::Result<()> {
         Command::Bench(args) => return bench::run(backend_url(&cli.backend), args).await,
         other => other,
     };
-    let driver = ferry::connect(backend_url(&cli.backend))?;
+    let driver = ferry::connect_async(backend_url(&cli.backend)).await?;
     match command {
         Command::Queue(c) => queue::run(&*driver, c).await,
         Command::Topic(c) => topic::run(&*driver, c).await,

@@ -393,7 +393,7 @@ fn bad_input_is_one_line_and_exit_2() {
 #[test]
 fn unsupported_backend_exits_1() {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["--backend", "redis://localhost:6379", "stats"])
+        .args(["--backend", "amqp://localhost:5672", "stats"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -509,4 +509,34 @@ fn bench_small_run() {
     // The bench queue is gone.
     let list = env.json(&["queue", "list", "--json"]);
     assert_eq!(list["queues"].as_array().map(Vec::len), Some(0));
+}
+
+/// The binary speaks to the machine's Redis too (`--backend redis://...`).
+#[test]
+fn redis_backend_send_consume_stats() {
+    let mut env = Env::new();
+    env.backend = "redis://127.0.0.1:6379".to_string();
+    let queue = format!("cli-redis-{}-{}", std::process::id(), fastrand::u32(..));
+    let run = |args: &[&str]| env.ferry(args);
+    let out = run(&["queue", "create", &queue]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&["send", &queue, "hello", "--id", "r1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(&[
+        "consume",
+        &queue,
+        "--exec",
+        "cat > /dev/null",
+        "--until-empty",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("acked 1"), "{}", stderr(&out));
+    let out = run(&["inspect", &queue, "r1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("acked"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["queue", "delete", &queue]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

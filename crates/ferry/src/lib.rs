@@ -42,6 +42,8 @@ pub use ferry_core::*;
 /// The embedded, durable, on-disk backend (`file:` URLs): see [`embedded::EmbeddedDriver`].
 #[cfg(feature = "embedded")]
 pub use ferry_embedded as embedded;
+#[cfg(feature = "redis")]
+pub use ferry_redis as redis;
 
 use std::sync::Arc;
 
@@ -63,11 +65,32 @@ const SERVER_SCHEMES: &[&str] = &[
 
 /// The URL forms this build accepts, for error messages.
 fn available() -> &'static str {
-    if cfg!(feature = "embedded") {
-        "file:PATH (embedded, like file:./ferry-data) or memory:"
-    } else {
-        "memory:"
+    match (cfg!(feature = "embedded"), cfg!(feature = "redis")) {
+        (true, true) => {
+            "file:PATH (embedded, like file:./ferry-data), memory:, or redis://HOST:PORT (through connect_async)"
+        }
+        (true, false) => "file:PATH (embedded, like file:./ferry-data) or memory:",
+        (false, true) => "memory: or redis://HOST:PORT (through connect_async)",
+        (false, false) => "memory:",
     }
+}
+
+/// Opens the backend named by `url`, including the ones that connect over the network
+/// (`redis://HOST:PORT`, with the `redis` feature, on by default); otherwise the same as
+/// [`connect`].
+///
+/// ```no_run
+/// # async fn demo() -> ferry::Result<()> {
+/// let driver = ferry::connect_async("redis://127.0.0.1:6379").await?;
+/// # let _ = driver; Ok(()) }
+/// ```
+pub async fn connect_async(url: &str) -> Result<Arc<dyn Driver>> {
+    let trimmed = url.trim();
+    #[cfg(feature = "redis")]
+    if trimmed.starts_with("redis://") {
+        return Ok(Arc::new(ferry_redis::RedisDriver::connect(trimmed).await?));
+    }
+    connect(trimmed)
 }
 
 /// Opens the backend named by `url` and returns it as a shareable driver.
@@ -117,6 +140,12 @@ pub fn connect(url: &str) -> Result<Arc<dyn Driver>> {
     }
     if let Some((scheme, _)) = url.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();
+        if scheme == "redis" && cfg!(feature = "redis") {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("'{url}' connects over the network: open it with ferry::connect_async"),
+            ));
+        }
         if SERVER_SCHEMES.contains(&scheme.as_str()) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -235,7 +264,11 @@ mod tests {
                 panic!("{url} should fail");
             };
             assert_eq!(err.kind(), ErrorKind::Unsupported, "{url}");
-            assert!(err.to_string().contains("this build has"), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains("this build has") || text.contains("connect_async"),
+                "{err}"
+            );
         }
     }
 

@@ -25,7 +25,7 @@ pub async fn run(backend: &str, args: BenchArgs) -> Result<()> {
     } else {
         args.history_retention.map(Some)
     };
-    let driver = open(backend, args.no_group_commit, history)?;
+    let driver = open(backend, args.no_group_commit, history).await?;
     let queue = QueueName::new(format!(
         "bench-{}-{}",
         std::process::id(),
@@ -68,13 +68,13 @@ pub async fn run(backend: &str, args: BenchArgs) -> Result<()> {
 
 /// Opens the backend; `--no-group-commit` and `--no-history` need the embedded
 /// driver's options.
-fn open(
+async fn open(
     backend: &str,
     no_group_commit: bool,
     history: Option<Option<std::time::Duration>>,
 ) -> Result<Arc<dyn Driver>> {
     if !no_group_commit && history.is_none() {
-        return ferry::connect(backend);
+        return ferry::connect_async(backend).await;
     }
     let path = backend
         .trim()
