@@ -188,6 +188,17 @@ impl Error {
         )
     }
 
+    /// The [`ErrorKind::Unroutable`] error every driver returns when no binding of
+    /// `topic` matches `route_key`.
+    pub fn unroutable(topic: &str, route_key: &str) -> Self {
+        Error::new(
+            ErrorKind::Unroutable,
+            format!(
+                "no binding of topic '{topic}' matches route key '{route_key}'; nothing was published (bind a queue with: ferry topic bind {topic} QUEUE PATTERN)"
+            ),
+        )
+    }
+
     /// Shorthand for an [`ErrorKind::StaleReceipt`] error.
     pub fn stale_receipt(queue: &str, id: &str) -> Self {
         Error::new(

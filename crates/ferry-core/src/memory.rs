@@ -536,12 +536,7 @@ impl Driver for MemoryDriver {
             .map(|(q, _)| q.clone())
             .collect();
         if targets.is_empty() {
-            return Err(Error::new(
-                ErrorKind::Unroutable,
-                format!(
-                    "no binding of topic '{topic}' matches route key '{route_key}'; nothing was published"
-                ),
-            ));
+            return Err(Error::unroutable(topic.as_str(), route_key));
         }
         let mut report = PublishReport::default();
         for q in &targets {

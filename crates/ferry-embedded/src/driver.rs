@@ -341,10 +341,7 @@ impl Driver for EmbeddedDriver {
         self.write_waking(move |c| {
             let queues = ops::route(c, &t, &key)?;
             if queues.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::Unroutable,
-                    format!("no binding of topic '{t}' matches route key '{key}'; nothing was published (bind a queue with: ferry topic bind {t} QUEUE PATTERN)"),
-                ));
+                return Err(Error::unroutable(t.as_str(), &key));
             }
             let mut report = PublishReport::default();
             for q in &queues {

@@ -846,14 +846,7 @@ impl Driver for RedisDriver {
         if !self.topic_exists(topic).await? {
             return Err(Error::topic_not_found(topic.as_str()));
         }
-        let unroutable = || {
-            Error::new(
-                ErrorKind::Unroutable,
-                format!(
-                    "no binding of topic '{topic}' matches route key '{route_key}'; nothing was published"
-                ),
-            )
-        };
+        let unroutable = || Error::unroutable(topic.as_str(), route_key);
         let members: Vec<String> = self
             .conn()
             .smembers(self.bindings_key(topic))
