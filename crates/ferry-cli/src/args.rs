@@ -24,16 +24,18 @@ use ferry::{QueueName, TopicName, parse_duration};
         Names of queues and topics use A-Z a-z 0-9 _ - . (at most 128 characters)."
 )]
 pub struct Cli {
-    /// Backend URL: file:PATH (embedded on-disk store, the default), memory:
+    /// Backend URL: file:PATH (embedded on-disk store, the default: file:./ferry-data),
+    /// memory:, redis[s]://HOST:PORT[/DB], redis+sentinel://HOST:PORT[,…]/MASTER,
+    /// redis+cluster://HOST:PORT[,…]. Without it and FERRY_BACKEND, REDIS_MODE /
+    /// REDIS_ADDRS / REDIS_MASTER_NAME / REDIS_PASSWORD select a Redis deployment.
     #[arg(
         long,
         global = true,
         env = "FERRY_BACKEND",
         hide_env_values = true,
-        default_value = ferry::DEFAULT_BACKEND,
         value_name = "URL"
     )]
-    pub backend: String,
+    pub backend: Option<String>,
 
     /// What to do.
     #[command(subcommand)]

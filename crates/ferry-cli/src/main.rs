@@ -42,10 +42,12 @@ async fn run(cli: Cli) -> ferry::Result<()> {
     // Commands that choose their own backend.
     let command = match cli.command {
         Command::Demo(args) => return demo::run(args).await,
-        Command::Bench(args) => return bench::run(backend_url(&cli.backend), args).await,
+        Command::Bench(args) => {
+            return bench::run(&backend_url(cli.backend.as_deref())?, args).await;
+        }
         other => other,
     };
-    let driver = ferry::connect_async(backend_url(&cli.backend)).await?;
+    let driver = ferry::connect_async(&backend_url(cli.backend.as_deref())?).await?;
     match command {
         Command::Queue(c) => queue::run(&*driver, c).await,
         Command::Topic(c) => topic::run(&*driver, c).await,
@@ -59,11 +61,11 @@ async fn run(cli: Cli) -> ferry::Result<()> {
     }
 }
 
-/// The backend URL, treating an empty `FERRY_BACKEND=` like an unset one.
-fn backend_url(flag: &str) -> &str {
-    if flag.trim().is_empty() {
-        ferry::DEFAULT_BACKEND
-    } else {
-        flag
+/// The backend URL: the flag (or `FERRY_BACKEND`) unless empty, else what
+/// [`ferry::backend_from_env`] finds (`REDIS_*` variables, then the default).
+fn backend_url(flag: Option<&str>) -> ferry::Result<String> {
+    match flag {
+        Some(url) if !url.trim().is_empty() => Ok(url.to_string()),
+        _ => ferry::backend_from_env(),
     }
 }

@@ -540,3 +540,47 @@ fn redis_backend_send_consume_stats() {
     let out = run(&["queue", "delete", &queue]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Without `--backend` and `FERRY_BACKEND`, the Redis Streams tool's variables choose
+/// the Redis deployment; inconsistent ones are an input error naming the variable.
+#[test]
+fn redis_from_the_streams_tool_variables() {
+    let env = Env::new();
+    let queue = format!("cli-redis-env-{}-{}", std::process::id(), fastrand::u32(..));
+    let ferry = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd.current_dir(env.path())
+            .env_remove("FERRY_BACKEND")
+            .env_remove("REDIS_MODE")
+            .env_remove("REDIS_ADDRS")
+            .env_remove("REDIS_MASTER_NAME")
+            .env_remove("REDIS_PASSWORD");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.args(args).output().expect("run")
+    };
+    let vars = [("REDIS_MODE", "single"), ("REDIS_ADDRS", "127.0.0.1:6379")];
+    let out = ferry(&vars, &["queue", "create", &queue]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // It went to Redis, not to ./ferry-data.
+    assert!(!env.path().join("ferry-data").exists());
+    let out = ferry(
+        &[],
+        &[
+            "--backend",
+            "redis://127.0.0.1:6379",
+            "queue",
+            "delete",
+            &queue,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ferry(&[("REDIS_MODE", "sentinel")], &["stats"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("REDIS_MASTER_NAME"),
+        "{}",
+        stderr(&out)
+    );
+}

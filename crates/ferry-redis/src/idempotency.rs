@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use crate::connection::Conn;
 use async_trait::async_trait;
 use ferry_core::time::{duration_millis, from_millis};
 use ferry_core::{Claim, ClaimToken, Error, ErrorKind, IdempotencyStore, Result};
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
 use crate::reply::{Op, Reader, map_err};
@@ -18,7 +18,7 @@ use crate::reply::{Op, Reader, map_err};
 /// retention). Times come from the Redis server's clock.
 #[derive(Clone)]
 pub struct RedisIdempotencyStore {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     script: std::sync::Arc<Script>,
 }
@@ -39,7 +39,7 @@ fn lost(key: &str) -> Error {
 }
 
 impl RedisIdempotencyStore {
-    pub(crate) fn new(conn: ConnectionManager, prefix: &str) -> Self {
+    pub(crate) fn new(conn: Conn, prefix: &str) -> Self {
         RedisIdempotencyStore {
             conn,
             prefix: prefix.to_string(),

@@ -90,6 +90,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod connection;
+mod deployment;
 mod idempotency;
 mod reply;
 
@@ -107,9 +109,10 @@ use ferry_core::{
     Receipt, ReceiveOptions, Result, Selection, SendReport, SettleAction, Settlement, TopicName,
     Topology, reason, route_matches, validate_pattern, validate_route_key,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script, Value};
 
+use connection::{Conn, Timeouts};
+pub use deployment::{Deployment, redact};
 pub use idempotency::RedisIdempotencyStore;
 use reply::{Op, Reader, map_err};
 
@@ -147,7 +150,8 @@ impl Scripts {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// A `redis://` URL (`redis://[user:password@]host[:port][/db]`).
+    /// Where Redis is: a URL [`Deployment::parse`] accepts (`redis://`, `rediss://`,
+    /// `redis+sentinel://`, `redis+cluster://`).
     pub url: String,
     /// Prefix of every key (default `ferry`); tests use a unique one per run.
     pub prefix: String,
@@ -191,7 +195,7 @@ impl RedisConfig {
 /// The Redis [`Driver`]. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct RedisDriver {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: Arc<str>,
     limits: Limits,
     poll_interval: Duration,
@@ -253,18 +257,12 @@ impl RedisDriver {
 
     /// Connects with `config`. The connection reconnects by itself with backoff.
     pub async fn connect_with(config: RedisConfig) -> Result<Self> {
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            Error::invalid_input(format!("'{}' is not a valid redis URL", config.url))
-                .with_source(e)
-        })?;
-        let cm = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.connection_timeout))
-            .set_number_of_retries(6)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, cm)
-            .await
-            .map_err(|e| map_err(e, Op::Read, "connect"))?;
+        let deployment = Deployment::parse(&config.url)?;
+        let timeouts = Timeouts {
+            response: config.response_timeout,
+            connect: config.connection_timeout,
+        };
+        let conn = Conn::open(&deployment, timeouts).await?;
         let prefix: Arc<str> = Arc::from(config.prefix.as_str());
         Ok(RedisDriver {
             idempotency: RedisIdempotencyStore::new(conn.clone(), &config.prefix),
@@ -294,7 +292,7 @@ impl RedisDriver {
         format!("{{{}:t:{}}}:bindings", self.prefix, topic)
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
@@ -355,6 +353,46 @@ impl RedisDriver {
                 dups.push(r.string()?);
             }
             out.push(u64::try_from(n).ok().map(|n| (n, dups)));
+        }
+        Ok(out)
+    }
+
+    /// Publish on a Cluster: the queues may live in different slots, so one script per
+    /// queue (each atomic). If one fails after others succeeded, the error names the
+    /// queues that have the batch and those that do not; publishing the same batch again
+    /// (same message ids) completes it, because a queue skips ids it already holds.
+    async fn enqueue_each(
+        &self,
+        targets: &[QueueName],
+        batch: &[Message],
+        route_key: &str,
+    ) -> Result<Vec<Option<(u64, Vec<String>)>>> {
+        let mut out = Vec::with_capacity(targets.len());
+        for (i, q) in targets.iter().enumerate() {
+            match self
+                .enqueue(std::slice::from_ref(q), batch, Some(route_key))
+                .await
+            {
+                Ok(mut r) => out.push(r.pop().flatten()),
+                Err(e) if i == 0 => return Err(e),
+                Err(e) => {
+                    let list = |qs: &[QueueName]| {
+                        qs.iter()
+                            .map(QueueName::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    };
+                    return Err(Error::new(
+                        e.kind(),
+                        format!(
+                            "publish applied to queues [{}] but not to [{}] (a Cluster publish is atomic per queue): {e}; publish the same messages again to complete it",
+                            list(&targets[..i]),
+                            list(&targets[i..])
+                        ),
+                    )
+                    .with_source(e));
+                }
+            }
         }
         Ok(out)
     }
@@ -420,6 +458,57 @@ impl RedisDriver {
             let _ = self.settle(undecodable).await;
         }
         Ok((out, next_due))
+    }
+
+    /// Settles `batch[i]` for every `i` in `pending`, in one pipeline of EVALSHA calls:
+    /// one round trip, each settlement atomic on its own. A NOSCRIPT reply means that
+    /// call did nothing (empty script cache, e.g. after a restart): load the script and
+    /// run just those again.
+    async fn settle_group(
+        &self,
+        batch: &[Settlement],
+        mut pending: Vec<usize>,
+        results: &mut [Option<Result<()>>],
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        for round in 0..2 {
+            if pending.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            pipe.ignore_errors();
+            for &i in &pending {
+                pipe.add_command(self.settle_cmd(&batch[i]));
+            }
+            let replies: Vec<redis::RedisResult<Value>> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| map_err(e, Op::Write, "settle"))?;
+            let mut again = Vec::new();
+            for (&i, reply) in pending.iter().zip(replies) {
+                match reply {
+                    Err(e)
+                        if round == 0
+                            && e.kind()
+                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        again.push(i);
+                    }
+                    Err(e) => results[i] = Some(Err(map_err(e, Op::Write, "settle"))),
+                    Ok(v) => results[i] = Some(Self::settle_result(&batch[i], v)),
+                }
+            }
+            if !again.is_empty() {
+                self.scripts
+                    .settle
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(|e| map_err(e, Op::Write, "load the settle script"))?;
+            }
+            pending = again;
+        }
+        Ok(())
     }
 
     /// The `EVALSHA` of the settle script for one settlement (run in a pipeline).
@@ -862,7 +951,11 @@ impl Driver for RedisDriver {
             return Err(unroutable());
         }
         let targets: Vec<QueueName> = targets.into_iter().collect();
-        let res = self.enqueue(&targets, &batch, Some(route_key)).await?;
+        let res = if self.conn.is_cluster() {
+            self.enqueue_each(&targets, &batch, route_key).await?
+        } else {
+            self.enqueue(&targets, &batch, Some(route_key)).await?
+        };
         let mut report = PublishReport::default();
         for (q, r) in targets.into_iter().zip(res) {
             // A binding left behind by a concurrent queue delete is skipped.
@@ -892,48 +985,27 @@ impl Driver for RedisDriver {
     }
 
     async fn settle(&self, batch: Vec<Settlement>) -> Result<Vec<Result<()>>> {
-        // One pipeline of EVALSHA calls: one round trip, each settlement atomic on its
-        // own. A NOSCRIPT reply means that call did nothing (empty script cache, e.g.
-        // after a restart): load the script and run just those again.
         let mut results: Vec<Option<Result<()>>> = batch.iter().map(|_| None).collect();
-        let mut pending: Vec<usize> = (0..batch.len()).collect();
-        let mut conn = self.conn();
-        for round in 0..2 {
-            if pending.is_empty() {
-                break;
+        if !self.conn.is_cluster() {
+            self.settle_group(&batch, (0..batch.len()).collect(), &mut results)
+                .await?;
+        } else {
+            // A pipeline must stay in one slot: one per queue. A failed pipeline fails
+            // its own settlements only.
+            let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+            for (i, s) in batch.iter().enumerate() {
+                groups
+                    .entry(s.receipt.queue().as_str())
+                    .or_default()
+                    .push(i);
             }
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for &i in &pending {
-                pipe.add_command(self.settle_cmd(&batch[i]));
-            }
-            let replies: Vec<redis::RedisResult<Value>> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| map_err(e, Op::Write, "settle"))?;
-            let mut again = Vec::new();
-            for (&i, reply) in pending.iter().zip(replies) {
-                match reply {
-                    Err(e)
-                        if round == 0
-                            && e.kind()
-                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                    {
-                        again.push(i);
+            for idx in groups.into_values() {
+                if let Err(e) = self.settle_group(&batch, idx.clone(), &mut results).await {
+                    for i in idx {
+                        results[i] = Some(Err(Error::new(e.kind(), e.to_string())));
                     }
-                    Err(e) => results[i] = Some(Err(map_err(e, Op::Write, "settle"))),
-                    Ok(v) => results[i] = Some(Self::settle_result(&batch[i], v)),
                 }
             }
-            if !again.is_empty() {
-                self.scripts
-                    .settle
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(|e| map_err(e, Op::Write, "load the settle script"))?;
-            }
-            pending = again;
         }
         Ok(results
             .into_iter()

@@ -12,9 +12,17 @@ pub(crate) enum Op {
 
 /// Maps a redis-rs error to a ferry error. A timeout or a dropped connection during a
 /// write is `Indeterminate` (the script may have run); a refused connection is
-/// `Unavailable` (nothing was sent).
+/// `Unavailable` (nothing was sent), and so is a server that refused to act for now.
 pub(crate) fn map_err(e: redis::RedisError, op: Op, what: &str) -> Error {
-    let kind = if e.is_connection_refusal() {
+    // Answers of a server that did nothing and will do it later: a demoted master or
+    // replica (READONLY), a master cut from its replicas or a cluster missing a slot
+    // (MASTERDOWN, CLUSTERDOWN), a slot being moved (TRYAGAIN), a restart loading its
+    // data (LOADING).
+    let busy = matches!(
+        e.code(),
+        Some("READONLY" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" | "LOADING")
+    );
+    let kind = if e.is_connection_refusal() || busy {
         ErrorKind::Unavailable
     } else if e.is_timeout() {
         match op {

@@ -67,10 +67,12 @@ const SERVER_SCHEMES: &[&str] = &[
 fn available() -> &'static str {
     match (cfg!(feature = "embedded"), cfg!(feature = "redis")) {
         (true, true) => {
-            "file:PATH (embedded, like file:./ferry-data), memory:, or redis://HOST:PORT (through connect_async)"
+            "file:PATH (embedded, like file:./ferry-data), memory:, or redis[s]://HOST:PORT, redis+sentinel://HOSTS/MASTER, redis+cluster://HOSTS (through connect_async)"
         }
         (true, false) => "file:PATH (embedded, like file:./ferry-data) or memory:",
-        (false, true) => "memory: or redis://HOST:PORT (through connect_async)",
+        (false, true) => {
+            "memory: or redis[s]://HOST:PORT, redis+sentinel://HOSTS/MASTER, redis+cluster://HOSTS (through connect_async)"
+        }
         (false, false) => "memory:",
     }
 }
@@ -87,10 +89,46 @@ fn available() -> &'static str {
 pub async fn connect_async(url: &str) -> Result<Arc<dyn Driver>> {
     let trimmed = url.trim();
     #[cfg(feature = "redis")]
-    if trimmed.starts_with("redis://") {
+    if is_redis(trimmed) {
         return Ok(Arc::new(ferry_redis::RedisDriver::connect(trimmed).await?));
     }
     connect(trimmed)
+}
+
+/// Whether `url` names a Redis deployment (`redis://`, `rediss://`, `redis+sentinel://`,
+/// `redis+cluster://` and their TLS forms).
+fn is_redis(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        matches!(
+            scheme.to_ascii_lowercase().as_str(),
+            "redis"
+                | "rediss"
+                | "redis+sentinel"
+                | "rediss+sentinel"
+                | "redis+cluster"
+                | "rediss+cluster"
+        )
+    })
+}
+
+/// The backend URL to use when none was given: `FERRY_BACKEND` if set and not empty;
+/// else, with the `redis` feature, the Redis deployment that `REDIS_MODE`, `REDIS_ADDRS`,
+/// `REDIS_MASTER_NAME` and `REDIS_PASSWORD` describe (the variables of the Redis Streams
+/// tool ferry replaces), if either of the first two is set; else [`DEFAULT_BACKEND`].
+///
+/// Errors: [`ErrorKind::InvalidInput`] when the `REDIS_*` variables are inconsistent
+/// (for example `REDIS_MODE=sentinel` without `REDIS_MASTER_NAME`).
+pub fn backend_from_env() -> Result<String> {
+    if let Ok(url) = std::env::var("FERRY_BACKEND")
+        && !url.trim().is_empty()
+    {
+        return Ok(url);
+    }
+    #[cfg(feature = "redis")]
+    if let Some(url) = ferry_redis::Deployment::url_from_vars(|k| std::env::var(k).ok()) {
+        return url;
+    }
+    Ok(DEFAULT_BACKEND.to_string())
 }
 
 /// Opens the backend named by `url` and returns it as a shareable driver.
@@ -140,7 +178,7 @@ pub fn connect(url: &str) -> Result<Arc<dyn Driver>> {
     }
     if let Some((scheme, _)) = url.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();
-        if scheme == "redis" && cfg!(feature = "redis") {
+        if is_redis(url) && cfg!(feature = "redis") {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 format!("'{url}' connects over the network: open it with ferry::connect_async"),
