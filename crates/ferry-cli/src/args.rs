@@ -387,10 +387,10 @@ pub struct BenchArgs {
     /// Commit every operation on its own (file: backends only), to measure group commit.
     #[arg(long)]
     pub no_group_commit: bool,
-    /// Record no message history (file: backends only), to measure its cost.
+    /// Record no message history (file: and redis backends), to measure its cost.
     #[arg(long, conflicts_with = "history_retention")]
     pub no_history: bool,
-    /// Keep message history this long (file: backends only; default 7d). A short
+    /// Keep message history this long (file: and redis backends; default 7d). A short
     /// retention makes the pruning of done messages part of the measurement.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub history_retention: Option<Duration>,

@@ -117,8 +117,11 @@ pub use idempotency::RedisIdempotencyStore;
 use reply::{Op, Reader, map_err};
 
 macro_rules! queue_script {
-    ($file:literal) => {
-        concat!(include_str!("lua/common.lua"), include_str!($file))
+    ($file:literal, $ttl:expr) => {
+        Script::new(
+            &concat!(include_str!("lua/common.lua"), include_str!($file))
+                .replace("__HIST_TTL__", $ttl),
+        )
     };
 }
 
@@ -134,14 +137,16 @@ struct Scripts {
 }
 
 impl Scripts {
-    fn new() -> Self {
+    /// The scripts, with the history retention (`None`: no history) built in.
+    fn new(history: Option<Duration>) -> Self {
+        let ttl = history.map_or(0, |d| duration_millis(d).max(1)).to_string();
         Scripts {
-            enqueue: Script::new(queue_script!("lua/enqueue.lua")),
-            receive: Script::new(queue_script!("lua/receive.lua")),
-            settle: Script::new(queue_script!("lua/settle.lua")),
-            dead: Script::new(queue_script!("lua/dead.lua")),
-            stats: Script::new(queue_script!("lua/stats.lua")),
-            delete_queue: Script::new(queue_script!("lua/delete_queue.lua")),
+            enqueue: queue_script!("lua/enqueue.lua", &ttl),
+            receive: queue_script!("lua/receive.lua", &ttl),
+            settle: queue_script!("lua/settle.lua", &ttl),
+            dead: queue_script!("lua/dead.lua", &ttl),
+            stats: queue_script!("lua/stats.lua", &ttl),
+            delete_queue: queue_script!("lua/delete_queue.lua", &ttl),
         }
     }
 }
@@ -164,6 +169,9 @@ pub struct RedisConfig {
     pub limits: Limits,
     /// How often a long-polling receive looks again when nothing is ready (default 25 ms).
     pub poll_interval: Duration,
+    /// How long message history is kept after a message's last event (`None` records
+    /// none; default 7 days). Drivers sharing a prefix should agree on it.
+    pub history: Option<Duration>,
 }
 
 impl RedisConfig {
@@ -176,6 +184,7 @@ impl RedisConfig {
             connection_timeout: Duration::from_secs(5),
             limits: Limits::default(),
             poll_interval: Duration::from_millis(25),
+            history: Some(Duration::from_secs(7 * 86_400)),
         }
     }
 
@@ -214,6 +223,9 @@ impl std::fmt::Debug for RedisDriver {
     }
 }
 
+/// Dead letters requeued or deleted per script call by the `Selection::All` operations.
+const DEAD_CHUNK: usize = 1_000;
+
 /// Most deliveries one receive call leases (a larger `max` is capped to this).
 const MAX_RECEIVE: usize = 10_000;
 
@@ -238,6 +250,30 @@ fn delay_arg(m: &Message) -> i64 {
         Some(Delay::After(d)) => ceil_millis(d.min(ferry_core::MAX_DELAY)),
         Some(Delay::At(t)) => millis_until(t).min(duration_millis(ferry_core::MAX_DELAY)),
     }
+}
+
+/// The entries of a concatenation of netstrings (`len:bytes,`); stops at the first
+/// malformed one.
+fn netstrings(mut b: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while let Some(colon) = b.iter().position(|&c| c == b':') {
+        let Some(len) = std::str::from_utf8(&b[..colon])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+        else {
+            break;
+        };
+        let start = colon + 1;
+        let Some(end) = start
+            .checked_add(len)
+            .filter(|&e| e < b.len() && b[e] == b',')
+        else {
+            break;
+        };
+        out.push(&b[start..end]);
+        b = &b[end + 1..];
+    }
+    out
 }
 
 fn opt_u32(map: &BTreeMap<String, String>, field: &str, queue: &QueueName) -> Result<u64> {
@@ -271,7 +307,7 @@ impl RedisDriver {
             limits: config.limits,
             poll_interval: config.poll_interval,
             nonce: Arc::from(format!("{:016x}", fastrand::u64(..)).as_str()),
-            scripts: Arc::new(Scripts::new()),
+            scripts: Arc::new(Scripts::new(config.history)),
         })
     }
 
@@ -460,96 +496,65 @@ impl RedisDriver {
         Ok((out, next_due))
     }
 
-    /// Settles `batch[i]` for every `i` in `pending`, in one pipeline of EVALSHA calls:
-    /// one round trip, each settlement atomic on its own. A NOSCRIPT reply means that
-    /// call did nothing (empty script cache, e.g. after a restart): load the script and
-    /// run just those again.
-    async fn settle_group(
-        &self,
-        batch: &[Settlement],
-        mut pending: Vec<usize>,
-        results: &mut [Option<Result<()>>],
-    ) -> Result<()> {
-        let mut conn = self.conn();
-        for round in 0..2 {
-            if pending.is_empty() {
-                break;
-            }
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            for &i in &pending {
-                pipe.add_command(self.settle_cmd(&batch[i]));
-            }
-            let replies: Vec<redis::RedisResult<Value>> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| map_err(e, Op::Write, "settle"))?;
-            let mut again = Vec::new();
-            for (&i, reply) in pending.iter().zip(replies) {
-                match reply {
-                    Err(e)
-                        if round == 0
-                            && e.kind()
-                                == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                    {
-                        again.push(i);
-                    }
-                    Err(e) => results[i] = Some(Err(map_err(e, Op::Write, "settle"))),
-                    Ok(v) => results[i] = Some(Self::settle_result(&batch[i], v)),
-                }
-            }
-            if !again.is_empty() {
-                self.scripts
-                    .settle
-                    .prepare_invoke()
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(|e| map_err(e, Op::Write, "load the settle script"))?;
-            }
-            pending = again;
-        }
-        Ok(())
-    }
-
-    /// The `EVALSHA` of the settle script for one settlement (run in a pipeline).
-    fn settle_cmd(&self, s: &Settlement) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.scripts.settle.get_hash())
-            .arg(1)
-            .arg(self.base(s.receipt.queue()))
-            .arg(s.receipt.message_id())
-            .arg(s.receipt.token());
+    /// Appends one settlement's six script arguments: id, token, action, a1, a2, a3.
+    fn settle_args(inv: &mut redis::ScriptInvocation<'_>, s: &Settlement) {
+        inv.arg(s.receipt.message_id()).arg(s.receipt.token());
         match &s.action {
             SettleAction::Ack => {
-                cmd.arg("ack");
+                inv.arg("ack").arg("").arg("").arg("");
             }
             SettleAction::Release => {
-                cmd.arg("release");
+                inv.arg("release").arg("").arg("").arg("");
             }
             SettleAction::Retry { not_before, error } => {
-                cmd.arg("retry")
+                inv.arg("retry")
                     .arg(millis_until(*not_before))
                     .arg(if error.is_some() { "1" } else { "0" })
                     .arg(error.as_deref().unwrap_or(""));
             }
             SettleAction::DeadLetter { reason, error } => {
-                cmd.arg("dead")
+                inv.arg("dead")
                     .arg(reason.as_str())
                     .arg(if error.is_some() { "1" } else { "0" })
                     .arg(error.as_deref().unwrap_or(""));
             }
         }
-        cmd
     }
 
-    fn settle_result(s: &Settlement, v: Value) -> Result<()> {
-        let q = s.receipt.queue();
-        match Reader::new(v)?.int()? {
-            OK => Ok(()),
-            NO_QUEUE => Err(Error::queue_not_found(q.as_str())),
-            STALE => Err(Error::stale_receipt(q.as_str(), s.receipt.message_id())),
-            _ => Err(Error::internal("redis: unexpected settle reply")),
+    /// Settles the settlements of one queue in one script call (one slot, one round
+    /// trip, each settlement atomic and fenced on its own); results in batch order.
+    async fn settle_queue(
+        &self,
+        queue: &QueueName,
+        batch: &[&Settlement],
+    ) -> Result<Vec<Result<()>>> {
+        let mut inv = self.scripts.settle.prepare_invoke();
+        inv.key(self.base(queue));
+        for s in batch {
+            Self::settle_args(&mut inv, s);
         }
+        let v: Value = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "settle"))?;
+        let mut r = Reader::new(v)?;
+        if r.int()? == NO_QUEUE {
+            return Ok(batch
+                .iter()
+                .map(|_| Err(Error::queue_not_found(queue.as_str())))
+                .collect());
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for s in batch {
+            let code = r.int()?;
+            let _value = r.int()?;
+            out.push(match code {
+                OK => Ok(()),
+                STALE => Err(Error::stale_receipt(queue.as_str(), s.receipt.message_id())),
+                _ => Err(Error::internal("redis: unexpected settle reply")),
+            });
+        }
+        Ok(out)
     }
 
     async fn dead_op(&self, queue: &QueueName, args: Vec<String>) -> Result<Reader> {
@@ -872,29 +877,53 @@ impl DeadLetters for RedisDriver {
     }
 
     async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
-        let mut args = vec!["requeue".to_string()];
         match selection {
-            Selection::All => args.push("1".into()),
             Selection::Ids(ids) => {
-                args.push("0".into());
+                let mut args = vec!["requeue_ids".to_string()];
                 args.extend(ids);
+                let mut r = self.dead_op(queue, args).await?;
+                Ok(u64::try_from(r.int()?).unwrap_or(0))
+            }
+            Selection::All => {
+                // Chunks of DEAD_CHUNK, newest first, each chunk one script.
+                let (mut total, mut cursor) = (0u64, -1i64);
+                loop {
+                    let args = vec![
+                        "requeue_all".to_string(),
+                        cursor.to_string(),
+                        DEAD_CHUNK.to_string(),
+                    ];
+                    let mut r = self.dead_op(queue, args).await?;
+                    total += u64::try_from(r.int()?).unwrap_or(0);
+                    cursor = r.int()?;
+                    if cursor < 0 {
+                        return Ok(total);
+                    }
+                }
             }
         }
-        let mut r = self.dead_op(queue, args).await?;
-        Ok(u64::try_from(r.int()?).unwrap_or(0))
     }
 
     async fn delete_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
-        let mut args = vec!["delete".to_string()];
         match selection {
-            Selection::All => args.push("1".into()),
             Selection::Ids(ids) => {
-                args.push("0".into());
+                let mut args = vec!["delete_ids".to_string()];
                 args.extend(ids);
+                let mut r = self.dead_op(queue, args).await?;
+                Ok(u64::try_from(r.int()?).unwrap_or(0))
+            }
+            Selection::All => {
+                let mut total = 0u64;
+                loop {
+                    let args = vec!["delete_all".to_string(), DEAD_CHUNK.to_string()];
+                    let mut r = self.dead_op(queue, args).await?;
+                    total += u64::try_from(r.int()?).unwrap_or(0);
+                    if r.int()? == 0 {
+                        return Ok(total);
+                    }
+                }
             }
         }
-        let mut r = self.dead_op(queue, args).await?;
-        Ok(u64::try_from(r.int()?).unwrap_or(0))
     }
 }
 
@@ -985,22 +1014,24 @@ impl Driver for RedisDriver {
     }
 
     async fn settle(&self, batch: Vec<Settlement>) -> Result<Vec<Result<()>>> {
+        // One script call per queue (a queue is one slot). With several queues, a failed
+        // call fails its own settlements only.
+        let mut groups: BTreeMap<&QueueName, Vec<usize>> = BTreeMap::new();
+        for (i, s) in batch.iter().enumerate() {
+            groups.entry(s.receipt.queue()).or_default().push(i);
+        }
+        let single = groups.len() == 1;
         let mut results: Vec<Option<Result<()>>> = batch.iter().map(|_| None).collect();
-        if !self.conn.is_cluster() {
-            self.settle_group(&batch, (0..batch.len()).collect(), &mut results)
-                .await?;
-        } else {
-            // A pipeline must stay in one slot: one per queue. A failed pipeline fails
-            // its own settlements only.
-            let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-            for (i, s) in batch.iter().enumerate() {
-                groups
-                    .entry(s.receipt.queue().as_str())
-                    .or_default()
-                    .push(i);
-            }
-            for idx in groups.into_values() {
-                if let Err(e) = self.settle_group(&batch, idx.clone(), &mut results).await {
+        for (queue, idx) in groups {
+            let part: Vec<&Settlement> = idx.iter().map(|&i| &batch[i]).collect();
+            match self.settle_queue(queue, &part).await {
+                Ok(rs) => {
+                    for (i, r) in idx.into_iter().zip(rs) {
+                        results[i] = Some(r);
+                    }
+                }
+                Err(e) if single => return Err(e),
+                Err(e) => {
                     for i in idx {
                         results[i] = Some(Err(Error::new(e.kind(), e.to_string())));
                     }
@@ -1023,13 +1054,17 @@ impl Driver for RedisDriver {
             .arg(receipt.token())
             .arg("extend")
             .arg(duration_millis(lease))
+            .arg("")
+            .arg("")
             .invoke_async(&mut self.conn())
             .await
             .map_err(|e| map_err(e, Op::Write, "extend the lease"))?;
         let mut r = Reader::new(v)?;
+        if r.int()? == NO_QUEUE {
+            return Err(Error::queue_not_found(receipt.queue().as_str()));
+        }
         match r.int()? {
             OK => Ok(from_millis(r.int()?)),
-            NO_QUEUE => Err(Error::queue_not_found(receipt.queue().as_str())),
             _ => Err(Error::stale_receipt(
                 receipt.queue().as_str(),
                 receipt.message_id(),
@@ -1059,13 +1094,14 @@ impl Driver for RedisDriver {
         if !self.queue_exists(queue).await? {
             return Err(Error::queue_not_found(queue.as_str()));
         }
-        let lines: Vec<String> = self
+        let raw: Option<Vec<u8>> = self
             .conn()
-            .lrange(format!("{}:h:{id}", self.base(queue)), 0, -1)
+            .hget(format!("{}:hist", self.base(queue)), id)
             .await
             .map_err(|e| map_err(e, Op::Read, "read history"))?;
-        let mut out = Vec::with_capacity(lines.len());
-        for line in lines {
+        let mut out = Vec::new();
+        for line in netstrings(raw.as_deref().unwrap_or_default()) {
+            let line = String::from_utf8_lossy(line);
             let mut parts = line.splitn(4, '|');
             let (Some(at), Some(event), Some(attempt), Some(detail)) =
                 (parts.next(), parts.next(), parts.next(), parts.next())

@@ -137,3 +137,175 @@ async fn huge_receive_max_is_capped() {
         .expect("receive");
     assert_eq!(got.len(), 1);
 }
+
+/// Every path of a message's life (ack; retry with an error then ack; dead letter with an
+/// error, requeue, ack) leaves no per-message state behind: only the history remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_life_leaves_no_state_behind() {
+    let p = prefix();
+    let d = RedisDriver::connect_with(RedisConfig::new(url()).with_prefix(&p))
+        .await
+        .expect("connect");
+    let q = ferry_testkit::unique_queue("redis");
+    d.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create");
+    let ids = ["m1", "m2", "m3"];
+    d.send(
+        &q,
+        ids.iter().map(|i| Message::new(*i).with_id(*i)).collect(),
+    )
+    .await
+    .expect("send");
+    let got = d
+        .receive(&q, ReceiveOptions::max(3))
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 3);
+    d.ack(&got[0].receipt).await.expect("ack m1");
+    d.retry(
+        &got[1].receipt,
+        std::time::SystemTime::now(),
+        Some("boom".into()),
+    )
+    .await
+    .expect("retry m2");
+    d.dead_letter(&got[2].receipt, "poison", Some("bad".into()))
+        .await
+        .expect("dead m3");
+    assert_eq!(
+        d.requeue_dead_letters(&q, ferry_core::Selection::Ids(vec!["m3".into()]))
+            .await
+            .expect("requeue"),
+        1
+    );
+    let again = d
+        .receive(&q, ReceiveOptions::max(3))
+        .await
+        .expect("receive");
+    assert_eq!(again.len(), 2);
+    for g in &again {
+        d.ack(&g.receipt).await.expect("ack");
+    }
+    let mut c = raw().await;
+    let base = format!("{{{p}:{q}}}");
+    for h in ["msg", "st", "err"] {
+        let n: i64 = redis::cmd("HLEN")
+            .arg(format!("{base}:{h}"))
+            .query_async(&mut c)
+            .await
+            .expect("hlen");
+        assert_eq!(n, 0, "hash {h} not empty");
+    }
+    for k in ["leased", "dead", "dr:poison", "did:m3", "dreasons"] {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(format!("{base}:{k}"))
+            .query_async(&mut c)
+            .await
+            .expect("exists");
+        assert_eq!(n, 0, "key {k} left behind");
+    }
+    let h = d.history(&q, "m3").await.expect("history");
+    let events: Vec<&str> = h.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "sent",
+            "delivered",
+            "dead_lettered",
+            "requeued",
+            "delivered",
+            "acked"
+        ]
+    );
+    d.delete_queue(&q).await.expect("delete");
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{base}*"))
+        .query_async(&mut c)
+        .await
+        .expect("keys");
+    assert!(left.is_empty(), "delete_queue left {left:?}");
+}
+
+/// Requeue-all and purge work in chunks (1,000 per script) and cover every dead letter;
+/// the reason index pages like the full list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letter_bulk_operations_cover_more_than_one_chunk() {
+    let d = RedisDriver::connect_with(RedisConfig::new(url()).with_prefix(prefix()))
+        .await
+        .expect("connect");
+    let q = ferry_testkit::unique_queue("redis");
+    d.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create");
+    let n = 2_500;
+    let kill_all = |got: Vec<ferry_core::Delivery>| {
+        got.into_iter()
+            .enumerate()
+            .map(|(i, g)| Settlement {
+                receipt: g.receipt,
+                action: ferry_core::SettleAction::DeadLetter {
+                    reason: if i % 2 == 0 { "even" } else { "odd" }.into(),
+                    error: None,
+                },
+            })
+            .collect::<Vec<_>>()
+    };
+    d.send(
+        &q,
+        (0..n)
+            .map(|i| Message::new("x").with_id(format!("d{i:05}")))
+            .collect(),
+    )
+    .await
+    .expect("send");
+    let got = d
+        .receive(&q, ReceiveOptions::max(n))
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), n);
+    assert!(
+        d.settle(kill_all(got))
+            .await
+            .expect("settle")
+            .iter()
+            .all(Result::is_ok)
+    );
+    let page = d
+        .list_dead_letters(&q, {
+            let mut query = ferry_core::DeadLetterQuery::page(10, 3);
+            query.reason = Some("odd".into());
+            query
+        })
+        .await
+        .expect("list");
+    let ids: Vec<&str> = page.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ids, ["d00021", "d00023", "d00025"]);
+    assert_eq!(
+        d.requeue_dead_letters(&q, ferry_core::Selection::All)
+            .await
+            .expect("requeue all"),
+        n as u64
+    );
+    let got = d
+        .receive(&q, ReceiveOptions::max(n))
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), n);
+    assert!(
+        d.settle(kill_all(got))
+            .await
+            .expect("settle")
+            .iter()
+            .all(Result::is_ok)
+    );
+    assert_eq!(
+        d.delete_dead_letters(&q, ferry_core::Selection::All)
+            .await
+            .expect("purge"),
+        n as u64
+    );
+    let stats = d.stats(Some(&q)).await.expect("stats");
+    assert_eq!((stats[0].dead, stats[0].ready), (0, 0));
+    d.delete_queue(&q).await.expect("delete");
+}

@@ -76,6 +76,13 @@ async fn open(
     if !no_group_commit && history.is_none() {
         return ferry::connect_async(backend).await;
     }
+    if !no_group_commit && backend.trim().starts_with("redis") {
+        let mut config = ferry::redis::RedisConfig::new(backend.trim());
+        config.history = history.unwrap_or(config.history);
+        return Ok(Arc::new(
+            ferry::redis::RedisDriver::connect_with(config).await?,
+        ));
+    }
     let path = backend
         .trim()
         .strip_prefix("file:")
@@ -83,7 +90,7 @@ async fn open(
         .filter(|p| !p.trim().is_empty())
         .ok_or_else(|| {
             Error::invalid_input(format!(
-                "--no-group-commit, --no-history and --history-retention apply to file: backends only, not '{backend}'; drop the flag or use --backend file:PATH"
+                "--no-group-commit, --no-history and --history-retention apply to file: backends only (--no-history and --history-retention also to redis), not '{backend}'; drop the flag or use --backend file:PATH"
             ))
         })?;
     let defaults = ferry::embedded::EmbeddedOptions::default();

@@ -1,6 +1,9 @@
 -- Shared helpers, prepended to every queue script by the Rust side.
 -- Every key of a queue starts with its base `{prefix:queue}` (one hash slot).
-local HIST_TTL = 604800000 -- history kept 7 days after its last event
+-- Scripts work on whole batches: one HMGET / HSET / ZADD / HDEL per batch instead of
+-- one command per message, because Redis time per message is what bounds throughput.
+local HIST_TTL = __HIST_TTL__ -- ms history is kept after its last event; 0 = none (set by the driver)
+local CHUNK = 1000 -- arguments per command (Lua's unpack has a stack limit); even
 local function key(b, s) return b .. ':' .. s end
 local function now_ms()
   local t = redis.call('TIME')
@@ -10,36 +13,107 @@ local function num(x) return string.format('%d', x) end
 -- Waiting-set member: zero-padded send sequence then the id, so equal scores
 -- (same ready time) sort by send order.
 local function member(seq, id) return string.format('%016d', tonumber(seq)) .. '|' .. id end
-local function hist(b, id, event, attempt, detail, now)
+-- `cmd k args...` in chunks.
+local function bulk(cmd, k, args)
+  for i = 1, #args, CHUNK do
+    redis.call(cmd, k, unpack(args, i, math.min(i + CHUNK - 1, #args)))
+  end
+end
+-- HMGET over any number of fields; missing fields are false.
+local function hmget(k, fields)
+  local out = {}
+  for i = 1, #fields, CHUNK do
+    local r = redis.call('HMGET', k, unpack(fields, i, math.min(i + CHUNK - 1, #fields)))
+    for _, v in ipairs(r) do out[#out + 1] = v end
+  end
+  return out
+end
+-- The state of a delivered message (hash `st`): attempts|priority|sequence|first_failed_ms|token.
+-- No record means never delivered: attempt 0, priority and sequence in its waiting-set entry.
+local function st_get(v)
+  if not v then return nil end
+  local att, pri, seq, ff, tok = string.match(v, '^(%d+)|(%d+)|(%d+)|(%d*)|(.*)$')
+  if not att then return nil end
+  return {att = tonumber(att), pri = pri, seq = seq, ff = ff, tok = tok}
+end
+local function st_put(s) return num(s.att) .. '|' .. s.pri .. '|' .. s.seq .. '|' .. s.ff .. '|' .. s.tok end
+-- History: events are collected during the script and appended per id at the end
+-- (hash `hist`: id -> netstrings `len:at|event|attempt|-,` or `…|+detail,`). Zset `hexp`
+-- (id -> time) drives pruning; it is updated by the events that start or end a
+-- message's life only (sent, requeued, acked, dead-lettered), which saves a write per
+-- delivery; an id due for pruning while its message is still live is kept and re-timed.
+local H_ids, H_ev, H_mark = {}, {}, {}
+local function hist(id, event, attempt, detail, now, mark)
+  if HIST_TTL == 0 then return end
   local e = num(now) .. '|' .. event .. '|' .. num(attempt) .. '|'
   if detail then e = e .. '+' .. detail else e = e .. '-' end
-  local hk = key(b, 'h:' .. id)
-  redis.call('RPUSH', hk, e)
-  redis.call('PEXPIRE', hk, HIST_TTL)
-  redis.call('SADD', key(b, 'hids'), id)
+  local ns = #e .. ':' .. e .. ','
+  if H_ev[id] then H_ev[id] = H_ev[id] .. ns else H_ids[#H_ids + 1] = id; H_ev[id] = ns end
+  if mark then H_mark[id] = true end
 end
-local LIVE = {'msg', 'pri', 'seq', 'att', 'err', 'ff', 'tok'}
+-- Writes the collected events. `fresh`: the ids start a new life in this queue (send),
+-- so any older history of a reused id is replaced instead of read and extended.
+local function hist_flush(b, now, fresh)
+  if #H_ids == 0 then return end
+  local hk, xk = key(b, 'hist'), key(b, 'hexp')
+  local old = {}
+  if not fresh then old = hmget(hk, H_ids) end
+  local kv, exp = {}, {}
+  for i, id in ipairs(H_ids) do
+    kv[#kv + 1] = id
+    kv[#kv + 1] = (old[i] or '') .. H_ev[id]
+    if H_mark[id] then
+      exp[#exp + 1] = num(now)
+      exp[#exp + 1] = id
+    end
+  end
+  bulk('HSET', hk, kv)
+  bulk('ZADD', xk, exp)
+  H_ids, H_ev, H_mark = {}, {}, {}
+  local due = redis.call('ZRANGEBYSCORE', xk, '-inf', num(now - HIST_TTL), 'LIMIT', 0, 100)
+  if #due > 0 then
+    local live = hmget(key(b, 'msg'), due)
+    local gone, keep = {}, {}
+    for i, id in ipairs(due) do
+      if live[i] then keep[#keep + 1] = num(now); keep[#keep + 1] = id else gone[#gone + 1] = id end
+    end
+    if #gone > 0 then
+      redis.call('HDEL', hk, unpack(gone))
+      redis.call('ZREM', xk, unpack(gone))
+    end
+    bulk('ZADD', xk, keep)
+  end
+end
+-- Removes a live message (any state).
 local function forget(b, id)
-  for _, f in ipairs(LIVE) do redis.call('HDEL', key(b, f), id) end
+  redis.call('HDEL', key(b, 'msg'), id)
+  redis.call('HDEL', key(b, 'st'), id)
+  redis.call('HDEL', key(b, 'err'), id)
   redis.call('ZREM', key(b, 'leased'), id)
 end
-local function to_dead(b, id, reason, err, now)
+-- Moves a live message to the dead letters. `s` is its state record (or nil).
+-- Indexes: `dead` (all, by death sequence), `dr:<reason>` (by reason), `did:<id>` (by id).
+local function to_dead(b, id, reason, err, now, s)
   local dseq = redis.call('INCR', key(b, 'dseq'))
   local dk = key(b, 'dl:' .. dseq)
   local lerr = err
   if not lerr then lerr = redis.call('HGET', key(b, 'err'), id) end
-  local ff = redis.call('HGET', key(b, 'ff'), id) or num(now)
+  local ff = num(now)
+  if s and s.ff ~= '' then ff = s.ff end
   redis.call('HSET', dk, 'id', id,
     'env', redis.call('HGET', key(b, 'msg'), id) or '',
-    'pri', redis.call('HGET', key(b, 'pri'), id) or '0',
-    'att', redis.call('HGET', key(b, 'att'), id) or '0',
+    'pri', (s and s.pri) or '0',
+    'att', num((s and s.att) or 0),
     'reason', reason, 'ff', ff, 'dead_at', num(now))
   if lerr then redis.call('HSET', dk, 'err', lerr) end
   redis.call('ZADD', key(b, 'dead'), dseq, dseq)
+  redis.call('ZADD', key(b, 'dr:' .. reason), dseq, dseq)
+  redis.call('SADD', key(b, 'dreasons'), reason)
+  redis.call('ZADD', key(b, 'did:' .. id), dseq, dseq)
   forget(b, id)
 end
-local function wait_again(b, id, at)
-  local p = redis.call('HGET', key(b, 'pri'), id) or '0'
-  local seq = redis.call('HGET', key(b, 'seq'), id) or '0'
-  redis.call('ZADD', key(b, 'w:' .. p), num(at), member(seq, id))
+-- Puts a delivered message back into its waiting set, ready at `at`.
+local function wait_again(b, id, at, s)
+  redis.call('ZADD', key(b, 'w:' .. s.pri), num(at), member(s.seq, id))
+  redis.call('ZADD', key(b, 'prios'), s.pri, s.pri)
 end

@@ -1,10 +1,14 @@
 -- Dead-letter operations. ARGV[1] = op:
---   list:    offset, limit, has_reason, reason   -> {1, records...}
---   get:     id                                  -> {1, record} or {1}
---   requeue: all ('0'|'1'), ids...               -> {1, n}
---   delete:  all ('0'|'1'), ids...               -> {1, n}
+--   list:        offset, limit, has_reason, reason -> {1, records...}
+--   get:         id                                -> {1, record} or {1}
+--   requeue_ids: ids...                            -> {1, n}
+--   delete_ids:  ids...                            -> {1, n}
+--   requeue_all: cursor (-1 = start), limit        -> {1, n, next_cursor (-1 = done)}
+--   delete_all:  limit                             -> {1, n, more (0|1)}
 -- A record is 9 values: id, envelope, priority, attempts, reason, has_error, error,
 -- first_failed_at_ms, dead_at_ms. Oldest death first. {-1} if the queue is missing.
+-- The `*_all` ops work in chunks so a million dead letters never block Redis in one
+-- script; the caller loops.
 local b = KEYS[1]
 local op = ARGV[1]
 if redis.call('EXISTS', key(b, 'opts')) == 0 then return {-1} end
@@ -20,73 +24,89 @@ local function rec(out, dk)
   out[#out + 1] = r[7] or '0'
   out[#out + 1] = r[8] or '0'
 end
+-- Removes dead letter `s` and its index entries.
+local function drop(s)
+  local dk = key(b, 'dl:' .. s)
+  local r = redis.call('HMGET', dk, 'id', 'reason')
+  redis.call('DEL', dk)
+  redis.call('ZREM', dz, s)
+  if r[2] then
+    local rk = key(b, 'dr:' .. r[2])
+    redis.call('ZREM', rk, s)
+    if redis.call('ZCARD', rk) == 0 then redis.call('SREM', key(b, 'dreasons'), r[2]) end
+  end
+  if r[1] then redis.call('ZREM', key(b, 'did:' .. r[1]), s) end
+end
+local now = now_ms()
+-- Requeues dead letter `s` unless its id is live again; returns 1 if requeued.
+local function requeue(s)
+  local dk = key(b, 'dl:' .. s)
+  local r = redis.call('HMGET', dk, 'id', 'env', 'pri', 'err', 'ff')
+  local id = r[1]
+  if not id or redis.call('HEXISTS', key(b, 'msg'), id) == 1 then return 0 end
+  local p = r[3] or '0'
+  local seq = redis.call('INCR', key(b, 'seqctr'))
+  redis.call('HSET', key(b, 'msg'), id, r[2] or '')
+  -- Attempts start again; the first-failure time and last error stay (a state record
+  -- with a first-failure time is what tells an ack to clear the error).
+  redis.call('HSET', key(b, 'st'), id, st_put({att = 0, pri = p, seq = num(seq), ff = r[5] or num(now), tok = ''}))
+  if r[4] then redis.call('HSET', key(b, 'err'), id, r[4]) end
+  redis.call('ZADD', key(b, 'w:' .. p), num(now), member(seq, id))
+  redis.call('ZADD', key(b, 'prios'), p, p)
+  drop(s)
+  hist(id, 'requeued', 0, nil, now, true)
+  return 1
+end
 local out = {1}
 if op == 'list' then
   local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-  local filter = nil
-  if ARGV[4] == '1' then filter = ARGV[5] end
-  local skipped, taken = 0, 0
-  for _, s in ipairs(redis.call('ZRANGE', dz, 0, -1)) do
-    if taken >= limit then break end
-    local dk = key(b, 'dl:' .. s)
-    if not filter or redis.call('HGET', dk, 'reason') == filter then
-      if skipped < offset then
-        skipped = skipped + 1
-      else
-        rec(out, dk)
-        taken = taken + 1
-      end
+  local idx = dz
+  if ARGV[4] == '1' then idx = key(b, 'dr:' .. ARGV[5]) end
+  if limit > 0 then
+    for _, s in ipairs(redis.call('ZRANGE', idx, offset, offset + limit - 1)) do
+      rec(out, key(b, 'dl:' .. s))
     end
   end
   return out
 elseif op == 'get' then
-  for _, s in ipairs(redis.call('ZREVRANGE', dz, 0, -1)) do
-    local dk = key(b, 'dl:' .. s)
-    if redis.call('HGET', dk, 'id') == ARGV[2] then
-      rec(out, dk)
-      return out
-    end
-  end
+  local newest = redis.call('ZRANGE', key(b, 'did:' .. ARGV[2]), -1, -1)
+  if newest[1] then rec(out, key(b, 'dl:' .. newest[1])) end
   return out
 end
-local all = ARGV[2] == '1'
-local want = {}
-for i = 3, #ARGV do want[ARGV[i]] = true end
 local n = 0
-if op == 'requeue' then
-  local now = now_ms()
-  -- Newest first, so the newest death of an id wins and older ones stay.
-  for _, s in ipairs(redis.call('ZREVRANGE', dz, 0, -1)) do
-    local dk = key(b, 'dl:' .. s)
-    local r = redis.call('HMGET', dk, 'id', 'env', 'pri', 'err')
-    local id = r[1]
-    if id and (all or want[id]) and redis.call('HEXISTS', key(b, 'msg'), id) == 0 then
-      local p = r[3] or '0'
-      local seq = redis.call('INCR', key(b, 'seqctr'))
-      redis.call('HSET', key(b, 'msg'), id, r[2] or '')
-      redis.call('HSET', key(b, 'pri'), id, p)
-      redis.call('HSET', key(b, 'seq'), id, seq)
-      redis.call('HSET', key(b, 'att'), id, 0)
-      if r[4] then redis.call('HSET', key(b, 'err'), id, r[4]) end
-      redis.call('ZADD', key(b, 'w:' .. p), num(now), member(seq, id))
-      redis.call('ZADD', key(b, 'prios'), p, p)
-      redis.call('DEL', dk)
-      redis.call('ZREM', dz, s)
-      hist(b, id, 'requeued', 0, nil, now)
+if op == 'requeue_ids' then
+  -- The newest death of an id is requeued; older ones stay.
+  for i = 2, #ARGV do
+    local newest = redis.call('ZRANGE', key(b, 'did:' .. ARGV[i]), -1, -1)
+    if newest[1] then n = n + requeue(newest[1]) end
+  end
+elseif op == 'delete_ids' then
+  for i = 2, #ARGV do
+    for _, s in ipairs(redis.call('ZRANGE', key(b, 'did:' .. ARGV[i]), 0, -1)) do
+      drop(s)
       n = n + 1
     end
   end
-elseif op == 'delete' then
-  for _, s in ipairs(redis.call('ZRANGE', dz, 0, -1)) do
-    local dk = key(b, 'dl:' .. s)
-    if all or want[redis.call('HGET', dk, 'id') or ''] then
-      redis.call('DEL', dk)
-      redis.call('ZREM', dz, s)
-      n = n + 1
-    end
-  end
+elseif op == 'requeue_all' then
+  -- Newest first below the cursor, so the newest death of an id wins.
+  local hi = '+inf'
+  if tonumber(ARGV[2]) >= 0 then hi = '(' .. ARGV[2] end
+  local limit = tonumber(ARGV[3])
+  local batch = redis.call('ZREVRANGEBYSCORE', dz, hi, '-inf', 'LIMIT', 0, limit)
+  for _, s in ipairs(batch) do n = n + requeue(s) end
+  out[2] = n
+  if #batch < limit then out[3] = -1 else out[3] = tonumber(batch[#batch]) end
+  hist_flush(b, now)
+  return out
+elseif op == 'delete_all' then
+  local batch = redis.call('ZRANGE', dz, 0, tonumber(ARGV[2]) - 1)
+  for _, s in ipairs(batch) do drop(s); n = n + 1 end
+  out[2] = n
+  if redis.call('ZCARD', dz) > 0 then out[3] = 1 else out[3] = 0 end
+  return out
 else
   return redis.error_reply('ferry: unknown dead-letter op ' .. op)
 end
+hist_flush(b, now)
 out[2] = n
 return out

@@ -7,6 +7,8 @@ local detail = nil
 if has_route then detail = 'route key ' .. ARGV[2] end
 local now = now_ms()
 local res = {1}
+local ids = {}
+for j = 3, #ARGV, 4 do ids[#ids + 1] = ARGV[j] end
 for _, b in ipairs(KEYS) do
   local dd = redis.call('HGET', key(b, 'opts'), 'delay_ms')
   if not dd then
@@ -14,26 +16,38 @@ for _, b in ipairs(KEYS) do
     res[#res + 1] = 0
   else
     dd = tonumber(dd)
-    local n = 0
-    local dups = {}
-    for j = 3, #ARGV, 4 do
-      local id, env, p, d = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
-      if redis.call('HEXISTS', key(b, 'msg'), id) == 1 then
+    local have = hmget(key(b, 'msg'), ids)
+    local seen, fresh, dups = {}, {}, {}
+    for i, id in ipairs(ids) do
+      if have[i] or seen[id] then
         dups[#dups + 1] = id
       else
-        if d < 0 then d = dd end
-        local seq = redis.call('INCR', key(b, 'seqctr'))
-        redis.call('HSET', key(b, 'msg'), id, env)
-        redis.call('HSET', key(b, 'pri'), id, p)
-        redis.call('HSET', key(b, 'seq'), id, seq)
-        redis.call('HSET', key(b, 'att'), id, 0)
-        redis.call('ZADD', key(b, 'w:' .. p), num(now + d), member(seq, id))
-        redis.call('ZADD', key(b, 'prios'), p, p)
-        hist(b, id, 'sent', 0, detail, now)
-        n = n + 1
+        seen[id] = true
+        fresh[#fresh + 1] = 3 + (i - 1) * 4
       end
     end
-    res[#res + 1] = n
+    if #fresh > 0 then
+      local seq0 = redis.call('INCRBY', key(b, 'seqctr'), #fresh) - #fresh
+      local kv, byp = {}, {}
+      for n, j in ipairs(fresh) do
+        local id, env, p, d = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
+        if d < 0 then d = dd end
+        kv[#kv + 1] = id
+        kv[#kv + 1] = env
+        local z = byp[p]
+        if not z then z = {}; byp[p] = z end
+        z[#z + 1] = num(now + d)
+        z[#z + 1] = member(seq0 + n, id)
+        hist(id, 'sent', 0, detail, now, true)
+      end
+      bulk('HSET', key(b, 'msg'), kv)
+      for p, z in pairs(byp) do
+        bulk('ZADD', key(b, 'w:' .. p), z)
+        redis.call('ZADD', key(b, 'prios'), p, p)
+      end
+      hist_flush(b, now, true)
+    end
+    res[#res + 1] = #fresh
     res[#res + 1] = #dups
     for _, id in ipairs(dups) do res[#res + 1] = id end
   end

@@ -12,48 +12,69 @@ if not opts[1] then return {-1} end
 local max_att = tonumber(opts[1])
 if lease < 0 then lease = tonumber(opts[2]) end
 local now = now_ms()
-local lk = key(b, 'leased')
+local lk, sk = key(b, 'leased'), key(b, 'st')
 local expired = redis.call('ZRANGEBYSCORE', lk, '-inf', num(now), 'WITHSCORES', 'LIMIT', 0, 1000)
 for i = 1, #expired, 2 do
   local id = expired[i]
   local due = tonumber(expired[i + 1])
-  local att = tonumber(redis.call('HGET', key(b, 'att'), id) or '0')
-  if att >= max_att then
-    hist(b, id, 'dead_lettered', att, 'lease_expired', now)
-    to_dead(b, id, 'lease_expired', nil, now)
+  local s = st_get(redis.call('HGET', sk, id))
+  local att = (s and s.att) or 0
+  if not s or att >= max_att then
+    hist(id, 'dead_lettered', att, 'lease_expired', now, true)
+    to_dead(b, id, 'lease_expired', nil, now, s)
   else
     redis.call('ZREM', lk, id)
-    redis.call('HDEL', key(b, 'tok'), id)
-    redis.call('HSETNX', key(b, 'ff'), id, num(now))
-    wait_again(b, id, due)
-    hist(b, id, 'lease_expired', att, nil, now)
+    s.tok = ''
+    if s.ff == '' then s.ff = num(now) end
+    redis.call('HSET', sk, id, st_put(s))
+    wait_again(b, id, due, s)
+    hist(id, 'lease_expired', att, nil, now)
   end
 end
 local out = {1, -1}
 local left = max
+local ids, pris, seqs = {}, {}, {}
 local prios = redis.call('ZREVRANGE', key(b, 'prios'), 0, -1)
 for _, p in ipairs(prios) do
   if left <= 0 then break end
   local wk = key(b, 'w:' .. p)
   local ms = redis.call('ZRANGEBYSCORE', wk, '-inf', num(now), 'LIMIT', 0, left)
-  for _, m in ipairs(ms) do
-    redis.call('ZREM', wk, m)
-    local id = string.sub(m, 18)
-    local att = redis.call('HINCRBY', key(b, 'att'), id, 1)
-    local tok = nonce .. '.' .. redis.call('INCR', key(b, 'tseq'))
-    local until_ = now + lease
-    redis.call('HSET', key(b, 'tok'), id, tok)
-    redis.call('ZADD', lk, num(until_), id)
-    hist(b, id, 'delivered', att, nil, now)
+  if #ms > 0 then
+    -- From -inf, the first n by score are exactly ranks 0..n-1.
+    redis.call('ZREMRANGEBYRANK', wk, 0, #ms - 1)
+    for _, m in ipairs(ms) do
+      ids[#ids + 1] = string.sub(m, 18)
+      pris[#pris + 1] = p
+      seqs[#seqs + 1] = string.sub(m, 1, 16)
+    end
+    left = left - #ms
+  end
+end
+if #ids > 0 then
+  local states = hmget(sk, ids)
+  local envs = hmget(key(b, 'msg'), ids)
+  local t0 = redis.call('INCRBY', key(b, 'tseq'), #ids) - #ids
+  local until_ = now + lease
+  local kv, lz = {}, {}
+  for i, id in ipairs(ids) do
+    local s = st_get(states[i])
+    local att, ff = 1, ''
+    if s then att = s.att + 1; ff = s.ff end
+    local tok = nonce .. '.' .. num(t0 + i)
+    kv[#kv + 1] = id
+    kv[#kv + 1] = num(att) .. '|' .. pris[i] .. '|' .. seqs[i] .. '|' .. ff .. '|' .. tok
+    lz[#lz + 1] = num(until_)
+    lz[#lz + 1] = id
+    hist(id, 'delivered', att, nil, now)
     out[#out + 1] = id
-    out[#out + 1] = redis.call('HGET', key(b, 'msg'), id) or ''
+    out[#out + 1] = envs[i] or ''
     out[#out + 1] = att
     out[#out + 1] = tok
     out[#out + 1] = until_
-    left = left - 1
   end
-end
-if #out == 2 then
+  bulk('HSET', sk, kv)
+  bulk('ZADD', lk, lz)
+else
   -- Nothing leased: tell the caller when the next message or lease is due.
   local next_due = nil
   for _, p in ipairs(prios) do
@@ -64,4 +85,5 @@ if #out == 2 then
   if l[2] and (not next_due or tonumber(l[2]) < next_due) then next_due = tonumber(l[2]) end
   if next_due then out[2] = next_due end
 end
+hist_flush(b, now)
 return out

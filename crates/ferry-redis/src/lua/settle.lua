@@ -1,55 +1,88 @@
--- Settle or extend one delivery, fenced by its lease token.
--- ARGV: id, token, action (ack|retry|release|dead|extend), a1, a2, a3:
+-- Settle or extend a batch of deliveries of one queue, each fenced by its lease token.
+-- ARGV: 6 values per settlement: id, token, action (ack|retry|release|dead|extend), a1, a2, a3:
 --   retry:  a1 = delay_ms, a2 = has_error ('0'|'1'), a3 = error
 --   dead:   a1 = reason,   a2 = has_error, a3 = error
 --   extend: a1 = lease_ms
--- Returns {1} (extend: {1, lease_until_ms}), {-1} queue missing, {-2} stale receipt.
+-- Returns {-1} if the queue is missing, else {1, then per settlement: code, value}:
+-- code 1 done (value = lease_until_ms for extend, else 0), -2 stale receipt.
+-- A settlement after another non-extend one for the same id in the batch is stale (the
+-- first one ended the lease).
 local b = KEYS[1]
-local id, tok, action = ARGV[1], ARGV[2], ARGV[3]
 if redis.call('EXISTS', key(b, 'opts')) == 0 then return {-1} end
-local cur = redis.call('HGET', key(b, 'tok'), id)
-if cur ~= tok then return {-2} end
 local now = now_ms()
-local att = tonumber(redis.call('HGET', key(b, 'att'), id) or '0')
-if action == 'extend' then
-  local u = now + tonumber(ARGV[4])
-  redis.call('ZADD', key(b, 'leased'), num(u), id)
-  return {1, u}
-elseif action == 'ack' then
-  hist(b, id, 'acked', att, nil, now)
-  forget(b, id)
-elseif action == 'retry' then
-  local d = tonumber(ARGV[4])
-  if d < 0 then d = 0 end
-  redis.call('ZREM', key(b, 'leased'), id)
-  redis.call('HDEL', key(b, 'tok'), id)
-  local err = nil
-  if ARGV[5] == '1' then
-    err = ARGV[6]
-    redis.call('HSET', key(b, 'err'), id, err)
+local sk, lk = key(b, 'st'), key(b, 'leased')
+local n = #ARGV / 6
+local ids = {}
+for i = 1, n do ids[i] = ARGV[(i - 1) * 6 + 1] end
+local states = hmget(sk, ids)
+local out = {1}
+local acked, erred, ended = {}, {}, {}
+for i = 1, n do
+  local o = (i - 1) * 6
+  local id, tok, action = ARGV[o + 1], ARGV[o + 2], ARGV[o + 3]
+  local s = st_get(states[i])
+  if not s or s.tok == '' or s.tok ~= tok or ended[id] then
+    out[#out + 1] = -2
+    out[#out + 1] = 0
+  elseif action == 'extend' then
+    local u = now + tonumber(ARGV[o + 4])
+    redis.call('ZADD', lk, num(u), id)
+    out[#out + 1] = 1
+    out[#out + 1] = u
   else
-    redis.call('HDEL', key(b, 'err'), id)
+    ended[id] = true
+    if action == 'ack' then
+      acked[#acked + 1] = id
+      -- Only a message that failed before (first-failure time set) can have an error.
+      if s.ff ~= '' then erred[#erred + 1] = id end
+      hist(id, 'acked', s.att, nil, now, true)
+    elseif action == 'retry' then
+      local d = tonumber(ARGV[o + 4])
+      if d < 0 then d = 0 end
+      redis.call('ZREM', lk, id)
+      local err = nil
+      if ARGV[o + 5] == '1' then
+        err = ARGV[o + 6]
+        redis.call('HSET', key(b, 'err'), id, err)
+      else
+        redis.call('HDEL', key(b, 'err'), id)
+      end
+      local att = s.att
+      s.tok = ''
+      if s.ff == '' then s.ff = num(now) end
+      redis.call('HSET', sk, id, st_put(s))
+      wait_again(b, id, now + d, s)
+      hist(id, 'retried', att, err, now)
+    elseif action == 'release' then
+      local att = s.att
+      redis.call('ZREM', lk, id)
+      s.tok = ''
+      if s.att > 0 then s.att = s.att - 1 end
+      redis.call('HSET', sk, id, st_put(s))
+      wait_again(b, id, now, s)
+      hist(id, 'released', att, nil, now)
+    elseif action == 'dead' then
+      local reason = ARGV[o + 4]
+      local err = nil
+      local detail = reason
+      if ARGV[o + 5] == '1' then
+        err = ARGV[o + 6]
+        detail = reason .. ': ' .. err
+      end
+      hist(id, 'dead_lettered', s.att, detail, now, true)
+      to_dead(b, id, reason, err, now, s)
+    else
+      return redis.error_reply('ferry: unknown settle action ' .. action)
+    end
+    out[#out + 1] = 1
+    out[#out + 1] = 0
   end
-  redis.call('HSETNX', key(b, 'ff'), id, num(now))
-  wait_again(b, id, now + d)
-  hist(b, id, 'retried', att, err, now)
-elseif action == 'release' then
-  redis.call('ZREM', key(b, 'leased'), id)
-  redis.call('HDEL', key(b, 'tok'), id)
-  if att > 0 then redis.call('HINCRBY', key(b, 'att'), id, -1) end
-  wait_again(b, id, now)
-  hist(b, id, 'released', att, nil, now)
-elseif action == 'dead' then
-  local reason = ARGV[4]
-  local err = nil
-  local detail = reason
-  if ARGV[5] == '1' then
-    err = ARGV[6]
-    detail = reason .. ': ' .. err
-  end
-  hist(b, id, 'dead_lettered', att, detail, now)
-  to_dead(b, id, reason, err, now)
-else
-  return redis.error_reply('ferry: unknown settle action ' .. action)
 end
-return {1}
+if #acked > 0 then
+  bulk('HDEL', key(b, 'msg'), acked)
+  bulk('HDEL', sk, acked)
+  bulk('HDEL', key(b, 'err'), erred)
+  bulk('ZREM', lk, acked)
+end
+hist_flush(b, now)
+return out
