@@ -94,6 +94,7 @@ mod connection;
 mod deployment;
 mod idempotency;
 mod reply;
+mod single;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
