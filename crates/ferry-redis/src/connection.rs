@@ -194,6 +194,12 @@ impl SentinelState {
 }
 
 impl SentinelConn {
+    /// The master's name and the `host:port` this connection talks to (for reports).
+    pub(crate) async fn master(&self) -> (String, String) {
+        let state = self.state.lock().await;
+        (state.master_name.clone(), state.address.clone())
+    }
+
     fn current(&self) -> ConnectionManager {
         match self.current.read() {
             Ok(g) => g.clone(),
