@@ -77,6 +77,28 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure send and receive+ack throughput and latency on a backend.
     Bench(BenchArgs),
+    /// Check the backend's settings: one line per finding; exit 1 if any is an error.
+    Doctor(DoctorArgs),
+}
+
+/// `ferry doctor`
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Connects to the backend and reports what puts messages at risk, one line \
+    per finding: `ok|warn|error  CHECK  MESSAGE`, the message saying what was found, what it \
+    risks and the fix.\n\n\
+    Redis: version, role, memory, eviction policy (anything but noeviction lets Redis delete \
+    ferry's keys: error when maxmemory is set), persistence (no AOF: warn); every master of a \
+    Cluster, the current master under Sentinel. A server that refuses CONFIG gets warnings \
+    saying what could not be checked. file: the data file opens and its format is ferry's; \
+    memory: nothing to check.",
+    after_help = "Exit status: 0 when no finding is an error (warnings included), 1 when one \
+    is or the backend cannot be reached, 2 for a bad backend URL."
+)]
+pub struct DoctorArgs {
+    /// Print JSON: {"backend","healthy","findings":[{"severity","check","message"}]}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ferry queue ...`

@@ -2,7 +2,8 @@
 //! demo and bench over any backend, chosen with `--backend URL` (or `FERRY_BACKEND`).
 //!
 //! `main` only parses, dispatches and turns the result into an exit status (see
-//! [`exit`]): 0 on success, 2 for input errors, 1 for backend and runtime failures.
+//! [`exit`]): 0 on success, 2 for input errors, 1 for backend and runtime failures (and
+//! for `ferry doctor`, 1 when a finding is an error).
 
 mod args;
 mod commands;
@@ -16,7 +17,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::{Cli, Command};
-use crate::commands::{bench, consume, demo, dlq, inspect, queue, send, stats, topic};
+use crate::commands::{bench, consume, demo, dlq, doctor, inspect, queue, send, stats, topic};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -33,22 +34,27 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => exit::report(&e),
     }
 }
 
-async fn run(cli: Cli) -> ferry::Result<()> {
-    // Commands that choose their own backend.
+async fn run(cli: Cli) -> ferry::Result<ExitCode> {
+    // Commands that choose their own backend (and `doctor` its exit status).
     let command = match cli.command {
-        Command::Demo(args) => return demo::run(args).await,
+        Command::Demo(args) => return demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => {
-            return bench::run(&backend_url(cli.backend.as_deref())?, args).await;
+            return bench::run(&backend_url(cli.backend.as_deref())?, args)
+                .await
+                .map(|()| ExitCode::SUCCESS);
+        }
+        Command::Doctor(args) => {
+            return doctor::run(&backend_url(cli.backend.as_deref())?, args).await;
         }
         other => other,
     };
     let driver = ferry::connect_async(&backend_url(cli.backend.as_deref())?).await?;
-    match command {
+    let done = match command {
         Command::Queue(c) => queue::run(&*driver, c).await,
         Command::Topic(c) => topic::run(&*driver, c).await,
         Command::Send(a) => send::send(&*driver, a).await,
@@ -57,8 +63,9 @@ async fn run(cli: Cli) -> ferry::Result<()> {
         Command::Dlq(c) => dlq::run(&*driver, c).await,
         Command::Stats(a) => stats::run(&*driver, a).await,
         Command::Inspect { queue, id, json } => inspect::run(&*driver, &queue, &id, json).await,
-        Command::Demo(_) | Command::Bench(_) => Ok(()),
-    }
+        Command::Demo(_) | Command::Bench(_) | Command::Doctor(_) => Ok(()),
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// The backend URL: the flag (or `FERRY_BACKEND`) unless empty, else what

@@ -1,7 +1,9 @@
 //! One connection handle for every [`Deployment`], so the driver's code does not care
 //! whether it talks to one server, a Sentinel-managed master or a Cluster.
 //!
-//! - Single: redis-rs's `ConnectionManager`, which reconnects with backoff by itself.
+//! - Single: redis-rs's `ConnectionManager`, which reconnects with backoff by itself,
+//!   wrapped so that calls fail fast while the server is down instead of each waiting
+//!   out the whole reconnect backoff (see `single.rs`).
 //! - Cluster: redis-rs's cluster connection, which follows `MOVED`/`ASK` and refreshes
 //!   its slot map; every script touches one queue, so one slot.
 //! - Sentinel: redis-rs resolves the master through the sentinels, but its connection
@@ -25,6 +27,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
 use crate::deployment::{Deployment, redact};
 use crate::reply::{Op, map_err};
+use crate::single::Single;
 
 /// Timeouts of every connection the driver opens.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +49,7 @@ impl Timeouts {
 /// A cheap-to-clone connection to a deployment.
 #[derive(Clone)]
 pub(crate) enum Conn {
-    Single(ConnectionManager),
+    Single(Arc<Single>),
     Cluster(ClusterConnection),
     Sentinel(Arc<SentinelConn>),
 }
@@ -74,7 +77,7 @@ impl Conn {
                 let cm = ConnectionManager::new_with_config(client, t.manager())
                     .await
                     .map_err(|e| map_err(e, Op::Read, "connect"))?;
-                Ok(Conn::Single(cm))
+                Ok(Conn::Single(Single::new(cm)))
             }
             Deployment::Cluster { nodes } => {
                 let client =
@@ -191,6 +194,12 @@ impl SentinelState {
 }
 
 impl SentinelConn {
+    /// The master's name and the `host:port` this connection talks to (for reports).
+    pub(crate) async fn master(&self) -> (String, String) {
+        let state = self.state.lock().await;
+        (state.master_name.clone(), state.address.clone())
+    }
+
     fn current(&self) -> ConnectionManager {
         match self.current.read() {
             Ok(g) => g.clone(),
@@ -251,7 +260,7 @@ fn failover_suspect(e: &RedisError) -> bool {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Single(s) => Box::pin(async move { s.query(cmd).await }),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Sentinel(s) => Box::pin(async move {
                 let mut c = s.current();
@@ -273,7 +282,7 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Single(s) => Box::pin(async move { s.query_pipeline(cmd, offset, count).await }),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Sentinel(s) => Box::pin(async move {
                 let mut c = s.current();
@@ -290,7 +299,7 @@ impl ConnectionLike for Conn {
 
     fn get_db(&self) -> i64 {
         match self {
-            Conn::Single(c) => c.get_db(),
+            Conn::Single(s) => s.get_db(),
             Conn::Cluster(c) => c.get_db(),
             Conn::Sentinel(s) => s.current().get_db(),
         }

@@ -79,6 +79,17 @@
 //!
 //! `send` returns once Redis applied the script, which is as durable as the server's
 //! persistence (AOF with `appendfsync everysec` or `always`); nothing here calls `WAIT`.
+//! [`RedisDriver::doctor`] (and a warning logged once at connect) reports settings that
+//! lose messages silently: an eviction policy other than `noeviction`, no persistence.
+//!
+//! ## Connection loss
+//!
+//! The driver reconnects by itself with backoff. While the server is unreachable every
+//! call fails within a moment with a transient error (a write cut off mid-way is
+//! `Indeterminate`, later calls `Unavailable`) instead of waiting out the reconnection;
+//! once the server is back the same driver works again. Leases taken before the loss
+//! expire on the server's clock, so in-flight messages are delivered again and nothing
+//! the server kept is lost (`tests/restart.rs`).
 //!
 //! ## Not done yet
 //!
@@ -92,8 +103,10 @@
 
 mod connection;
 mod deployment;
+mod doctor;
 mod idempotency;
 mod reply;
+mod single;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -113,6 +126,7 @@ use redis::{AsyncCommands, Script, Value};
 
 use connection::{Conn, Timeouts};
 pub use deployment::{Deployment, redact};
+pub use doctor::{Finding, Severity};
 pub use idempotency::RedisIdempotencyStore;
 use reply::{Op, Reader, map_err};
 
@@ -172,6 +186,10 @@ pub struct RedisConfig {
     /// How long message history is kept after a message's last event (`None` records
     /// none; default 7 days). Drivers sharing a prefix should agree on it.
     pub history: Option<Duration>,
+    /// Whether [`RedisDriver::connect_with`] checks the server's settings in the
+    /// background and logs each unsafe one once with `tracing::warn!` (default true;
+    /// see [`RedisDriver::doctor`]). Connecting neither waits for nor fails on it.
+    pub check_settings: bool,
 }
 
 impl RedisConfig {
@@ -185,6 +203,7 @@ impl RedisConfig {
             limits: Limits::default(),
             poll_interval: Duration::from_millis(25),
             history: Some(Duration::from_secs(7 * 86_400)),
+            check_settings: true,
         }
     }
 
@@ -197,6 +216,17 @@ impl RedisConfig {
     /// Sets the size limits.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Turns the settings check at connect on or off ([`RedisConfig::check_settings`]).
+    ///
+    /// ```
+    /// let config = ferry_redis::RedisConfig::new("redis://127.0.0.1:6379").with_check_settings(false);
+    /// assert!(!config.check_settings);
+    /// ```
+    pub fn with_check_settings(mut self, check: bool) -> Self {
+        self.check_settings = check;
         self
     }
 }
@@ -291,7 +321,11 @@ impl RedisDriver {
         Self::connect_with(RedisConfig::new(url)).await
     }
 
-    /// Connects with `config`. The connection reconnects by itself with backoff.
+    /// Connects with `config`. The connection reconnects by itself with backoff; while
+    /// the server is unreachable calls fail within a moment with a transient error
+    /// (`Unavailable`, or `Indeterminate` for a write cut off mid-way). Unless
+    /// [`RedisConfig::check_settings`] is off, the server's settings are then checked in
+    /// the background and each unsafe one is logged once ([`RedisDriver::doctor`]).
     pub async fn connect_with(config: RedisConfig) -> Result<Self> {
         let deployment = Deployment::parse(&config.url)?;
         let timeouts = Timeouts {
@@ -300,7 +334,7 @@ impl RedisDriver {
         };
         let conn = Conn::open(&deployment, timeouts).await?;
         let prefix: Arc<str> = Arc::from(config.prefix.as_str());
-        Ok(RedisDriver {
+        let driver = RedisDriver {
             idempotency: RedisIdempotencyStore::new(conn.clone(), &config.prefix),
             conn,
             prefix,
@@ -308,7 +342,11 @@ impl RedisDriver {
             poll_interval: config.poll_interval,
             nonce: Arc::from(format!("{:016x}", fastrand::u64(..)).as_str()),
             scripts: Arc::new(Scripts::new(config.history)),
-        })
+        };
+        if config.check_settings {
+            driver.warn_about_settings();
+        }
+        Ok(driver)
     }
 
     /// The hash-tagged base of every key of `queue`: `{prefix:queue}`.

@@ -98,3 +98,25 @@ async fn publish_across_nodes_reaches_every_queue() {
     }
     d.delete_topic(&topic).await.expect("delete topic");
 }
+
+/// The doctor checks every master and names each one in its findings; these nodes run
+/// without persistence, so each gets its own warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_every_master() {
+    let d = redis_driver().await;
+    let findings = d.doctor().await.expect("doctor");
+    let deployment = findings
+        .iter()
+        .find(|f| f.check == "deployment")
+        .expect("deployment finding");
+    assert!(deployment.message.contains("3 master(s)"), "{deployment:?}");
+    for n in &cluster().nodes {
+        let node = format!("127.0.0.1:{}", n.port);
+        let persistence = findings
+            .iter()
+            .filter(|f| f.check == "persistence" && f.message.starts_with(&node))
+            .collect::<Vec<_>>();
+        assert_eq!(persistence.len(), 1, "{node}: {findings:#?}");
+        assert_eq!(persistence[0].severity, ferry_redis::Severity::Warn);
+    }
+}

@@ -138,4 +138,19 @@ async fn survives_a_failover_and_keeps_consuming() {
     verdict.assert_ok();
     assert_eq!(verdict.processed, 350);
     d.delete_queue(&q).await.expect("delete");
+
+    // The doctor checks the master the sentinels name now.
+    let findings = d.doctor().await.expect("doctor");
+    let deployment = findings
+        .iter()
+        .find(|f| f.check == "deployment")
+        .expect("deployment finding");
+    assert!(
+        deployment
+            .message
+            .contains(&format!(":{}", set.replica.port)),
+        "{findings:#?}"
+    );
+    let role = findings.iter().find(|f| f.check == "role").expect("role");
+    assert_eq!(role.severity, ferry_redis::Severity::Ok, "{findings:#?}");
 }
