@@ -93,6 +93,7 @@
 mod connection;
 mod deployment;
 mod idempotency;
+mod list;
 mod reply;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,6 +115,7 @@ use redis::{AsyncCommands, Script, Value};
 use connection::{Conn, Timeouts};
 pub use deployment::{Deployment, redact};
 pub use idempotency::RedisIdempotencyStore;
+pub use list::{Backlog, BridgeStats, ListBridge, ListKeys, SOURCE_HEADER, key_slot};
 use reply::{Op, Reader, map_err};
 
 macro_rules! queue_script {
