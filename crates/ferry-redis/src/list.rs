@@ -312,8 +312,10 @@ impl ListBridge {
         Ok(stats)
     }
 
-    /// Creates the queue with default options unless it exists (never overwrites).
-    async fn ensure_queue(&self) -> Result<()> {
+    /// Creates the queue with default options unless it exists (its options are never
+    /// overwritten). [`run`](Self::run) does this first; call it to start a consumer
+    /// of the queue before the bridge.
+    pub async fn ensure_queue(&self) -> Result<()> {
         match self.driver.get_queue(&self.queue).await {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == ErrorKind::QueueNotFound => {

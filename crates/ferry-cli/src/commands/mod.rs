@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod consume;
+pub mod consume_list;
 pub mod demo;
 pub mod dlq;
 pub mod inspect;
