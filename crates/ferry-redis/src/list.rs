@@ -1,69 +1,10 @@
 //! The legacy list flavour: consume a plain Redis list that other programs `LPUSH` raw
 //! payloads to, at least once, with ferry's retries and dead letters.
 //!
-//! Many systems already have producers, in many languages, that `LPUSH` work to a Redis
-//! list for a `BRPOP` worker, which loses the item if it crashes after the pop. A
-//! [`ListBridge`] lets those producers stay unchanged: it moves the list's items into a
-//! ferry queue, and an ordinary ferry [`Consumer`](ferry_core::Consumer) runs on that
-//! queue, so retries with backoff, dead letters, leases, history and idempotency all
-//! come from ferry. The move cannot lose an item:
-//!
-//! 1. **take** (one Lua script in the list's hash slot): `RPOP` up to `batch` items
-//!    (oldest first, since producers `LPUSH`), and park each in a *moving* hash under a
-//!    new sequence number, stamped with the server's time;
-//! 2. **send** them to the queue as one batch, each with the id
-//!    `list:<KEY>:<taken-at-ms>-<seq>`, the raw bytes as payload and the header
-//!    `ferry-source: redis-list:<KEY>`;
-//! 3. **confirm** (one script in the list's slot): remove them from the moving hash.
-//!
-//! If the bridge dies (or stalls) between 1 and 3, its items stay parked. Every bridge
-//! of the list looks for items parked longer than [`reclaim_after`](ListBridge::reclaim_after)
-//! (default 30 s) when it starts and every few seconds, and does 2 and 3 again for them
-//! with **the same ids**: a message whose id is still in the queue is not added twice.
-//!
-//! ## Guarantees and the duplicate window
-//!
-//! - An item popped from the list is in the moving hash in the same atomic step, and
-//!   leaves it only after the queue holds it (or after it was set aside, below). So it
-//!   is never lost by a crash, a restart or a lost connection; a failed step is retried
-//!   with backoff, and an unknown outcome is settled by the reclaim.
-//! - Delivery is **at least once**. A reclaimed item whose message is still in the
-//!   queue is a no-op; but one whose message was already consumed and acked (the bridge
-//!   died after 2 and before 3, and the consumer was quick) is delivered again, under
-//!   the same id. Two bridges can also both re-send an item when one of them stalls
-//!   longer than the grace. A consumer with an idempotency store
-//!   ([`ConsumerBuilder::idempotency`](ferry_core::ConsumerBuilder::idempotency)), keyed
-//!   by message id, turns these into no-ops for as long as it remembers done keys.
-//! - Order: items enter the queue in list order per bridge; with retries and several
-//!   workers, processing order is not guaranteed (as for any ferry queue).
-//! - Ids need no shared memory beyond the counter: the taken-at milliseconds make an
-//!   id unique even if the counter key is deleted or rolled back by a failover.
-//! - A payload over the driver's size limit ([`RedisConfig::limits`](crate::RedisConfig))
-//!   cannot become a message; it is moved, raw, to the *rejected* list (and counted in
-//!   [`BridgeStats::rejected`], logged as an error) instead of blocking the bridge.
-//!
-//! ## Keys
-//!
-//! All in the list's hash slot, so each script touches one slot on a Cluster (the queue
-//! may live on another node; the send is a separate step). For list `jobs` and prefix
-//! `ferry`, see [`ListKeys`] for other shapes of names:
-//!
-//! | key | type | content |
-//! |---|---|---|
-//! | `jobs` | list | the producers' list, untouched in format |
-//! | `{jobs}:ferry:list:seq` | string | counter of items taken |
-//! | `{jobs}:ferry:list:moving` | hash | seq → payload, taken and not yet confirmed |
-//! | `{jobs}:ferry:list:moving_at` | zset | seq, score = when taken (server ms) |
-//! | `{jobs}:ferry:list:rejected` | list | payloads ferry refused, raw, newest first |
-//!
-//! The moving area belongs to the list, not to a queue: whichever bridge of the list
-//! reclaims an item sends it to its own queue.
-//!
-//! ## Waiting
-//!
-//! An empty list is polled with a backoff from 50 ms up to 500 ms (reset by the next
-//! item), not with a blocking pop: a blocking pop cannot park the item atomically, and
-//! it would hold a connection the driver shares.
+//! Rather than a second consumer runtime for lists, a bridge moves the list's items into
+//! an ordinary ferry queue, so everything ferry promises for queues holds for them. The
+//! protocol, its guarantees and its keys are documented on [`ListBridge`] (this module is
+//! private; its types are re-exported at the crate root).
 
 mod keys;
 mod steps;
@@ -93,8 +34,76 @@ const RECLAIM_MIN: Duration = Duration::from_millis(100);
 /// The header naming where a message came from.
 pub const SOURCE_HEADER: &str = "ferry-source";
 
-/// Moves items from a plain Redis list into a ferry queue; see the module docs of
-/// `ferry_redis::list` (above) for the protocol and its guarantees.
+/// Moves items from a plain Redis list into a ferry queue.
+///
+/// Many systems already have producers, in many languages, that `LPUSH` work to a Redis
+/// list for a `BRPOP` worker, which loses the item if it crashes after the pop. A
+/// `ListBridge` lets those producers stay unchanged: it moves the list's items into a
+/// ferry queue, and an ordinary ferry [`Consumer`](ferry_core::Consumer) runs on that
+/// queue, so retries with backoff, dead letters, leases, history and idempotency all
+/// come from ferry. The move cannot lose an item:
+///
+/// 1. **take** (one Lua script in the list's hash slot): `RPOP` up to `batch` items
+///    (oldest first, since producers `LPUSH`), and park each in a *moving* hash under a
+///    new sequence number, stamped with the server's time;
+/// 2. **send** them to the queue as one batch, each with the id
+///    `list:<KEY>:<taken-at-ms>-<seq>`, the raw bytes as payload and the header
+///    `ferry-source: redis-list:<KEY>`;
+/// 3. **confirm** (one script in the list's slot): remove them from the moving hash.
+///
+/// If the bridge dies (or stalls) between 1 and 3, its items stay parked. Every bridge
+/// of the list looks for items parked longer than [`reclaim_after`](Self::reclaim_after)
+/// (default 30 s) when it starts and every few seconds, and does 2 and 3 again for them
+/// with **the same ids**: a message whose id is still in the queue is not added twice.
+///
+/// # Guarantees and the duplicate window
+///
+/// - An item popped from the list is in the moving hash in the same atomic step, and
+///   leaves it only after the queue holds it (or after it was set aside, below). So it
+///   is never lost by a crash, a restart or a lost connection; a failed step is retried
+///   with backoff, and an unknown outcome is settled by the reclaim.
+/// - Delivery is **at least once**. A reclaimed item whose message is still in the
+///   queue is a no-op; but one whose message was already consumed and acked (the bridge
+///   died after 2 and before 3, and the consumer was quick) is delivered again, under
+///   the same id. Two bridges can also both re-send an item when one of them stalls
+///   longer than the grace. A consumer with an idempotency store
+///   ([`ConsumerBuilder::idempotency`](ferry_core::ConsumerBuilder::idempotency)), keyed
+///   by message id, turns these into no-ops for as long as it remembers done keys.
+/// - Order: items enter the queue in list order per bridge; with retries and several
+///   workers, processing order is not guaranteed (as for any ferry queue).
+/// - An id does not repeat even if the counter key is deleted or rolled back by a
+///   failover, because it also carries the time the item was taken (a repeated id
+///   would be dropped as a duplicate while the first one is queued).
+/// - A payload over the driver's size limit ([`RedisConfig::limits`](crate::RedisConfig))
+///   cannot become a message; it is moved, raw, to the *rejected* list (and counted in
+///   [`BridgeStats::rejected`], logged as an error) instead of blocking the bridge.
+/// - A shutdown, or an error that ends [`run`](Self::run), leaves the items of a step in
+///   progress parked; they are sent by the next bridge of the list after the grace.
+///
+/// # Keys
+///
+/// All in the list's hash slot, so each script touches one slot on a Cluster (the queue
+/// may live on another node; the send is a separate step). For list `jobs` and prefix
+/// `ferry`, see [`ListKeys`] for other shapes of names:
+///
+/// | key | type | content |
+/// |---|---|---|
+/// | `jobs` | list | the producers' list, untouched in format |
+/// | `{jobs}:ferry:list:seq` | string | counter of items taken |
+/// | `{jobs}:ferry:list:moving` | hash | seq → payload, taken and not yet confirmed |
+/// | `{jobs}:ferry:list:moving_at` | zset | seq, score = when taken (server ms) |
+/// | `{jobs}:ferry:list:rejected` | list | payloads ferry refused, raw, newest first |
+///
+/// The moving area belongs to the list, not to a queue: whichever bridge of the list
+/// reclaims an item sends it to its own queue.
+///
+/// # Waiting
+///
+/// An empty list is polled with a backoff from 50 ms up to 500 ms (reset by the next
+/// item), not with a blocking pop: `BLMOVE` can only move an item to another list (not
+/// number and stamp it), and a blocking call would hold the connection the driver shares.
+///
+/// # Example
 ///
 /// ```no_run
 /// # async fn demo() -> ferry_core::Result<()> {
@@ -254,6 +263,13 @@ impl ListBridge {
     }
 
     /// Counts the list's items, the taken ones and the rejected ones.
+    ///
+    /// ```no_run
+    /// # async fn demo(bridge: ferry_redis::ListBridge) -> ferry_core::Result<()> {
+    /// let b = bridge.backlog().await?;
+    /// println!("{} waiting, {} being moved, {} refused", b.waiting, b.moving, b.rejected);
+    /// # Ok(()) }
+    /// ```
     pub async fn backlog(&self) -> Result<Backlog> {
         let mut c = self.driver.conn();
         let read = |e| map_err(e, Op::Read, "read the list's backlog");
@@ -272,6 +288,14 @@ impl ListBridge {
     /// retried with backoff up to 10 s; other errors (the key holds something other
     /// than a list, the queue was deleted) end the run. Items taken but not confirmed
     /// when it ends are reclaimed by the next bridge of the list after the grace.
+    ///
+    /// ```no_run
+    /// # async fn demo(bridge: ferry_redis::ListBridge) -> ferry_core::Result<()> {
+    /// // Move what the list holds now, then return.
+    /// let stats = bridge.until_empty(true).run(std::future::pending()).await?;
+    /// println!("moved {}, re-sent after a crash {}", stats.moved, stats.reclaimed);
+    /// # Ok(()) }
+    /// ```
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<BridgeStats> {
         let mut stop = Stop::new(shutdown);
         self.ensure_queue().await?;

@@ -85,7 +85,7 @@ fn side_base(key: &str) -> String {
 }
 
 /// The Redis keys the [`ListBridge`](crate::ListBridge) of one list uses, all in the
-/// list's hash slot (see the module docs of `list` for what each holds).
+/// list's hash slot (see [`ListBridge`](crate::ListBridge) for how they are used).
 ///
 /// ```
 /// let keys = ferry_redis::ListKeys::new("jobs", "ferry");

@@ -1,5 +1,5 @@
 //! The bridge's three Redis steps and the reclaim, each one Lua script in the list's
-//! hash slot, plus the send between them (see the module docs of `list`).
+//! hash slot, plus the send between them (see the docs of `ListBridge`).
 
 use std::future::Future;
 
