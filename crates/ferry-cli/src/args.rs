@@ -256,7 +256,8 @@ pub struct ConsumeArgs {
     /// Kill the command and count a failed attempt after this long (default: no limit).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// Exit once the queue has nothing ready, delayed or in flight.
+    /// Exit once the queue has nothing ready, delayed or in flight (with
+    /// --from-redis-list: and the list is empty).
     #[arg(long)]
     pub until_empty: bool,
     /// On SIGINT/SIGTERM, how long running commands may take before they are killed
