@@ -245,10 +245,23 @@ pub struct PublishArgs {
     stderr as its error.\n\
     SIGINT or SIGTERM stops receiving and gives running commands up to --grace to finish \
     (Ctrl-C in a terminal reaches the commands too; a command it interrupts is retried).\n\n\
-    Example:\n  ferry consume emails --exec 'python3 send_email.py' --concurrency 4")]
+    Example:\n  ferry consume emails --exec 'python3 send_email.py' --concurrency 4\n\n\
+    A plain Redis list that other programs LPUSH raw payloads to (needs a Redis backend):\n  \
+    ferry --backend redis://127.0.0.1:6379 consume --from-redis-list jobs --exec './work'")]
 pub struct ConsumeArgs {
-    /// The queue.
-    pub queue: QueueName,
+    /// The queue (with --from-redis-list: where the list's items go, created if missing;
+    /// default redis-list.KEY, with characters other than A-Z a-z 0-9 _ - . as '_').
+    #[arg(required_unless_present = "from_redis_list")]
+    pub queue: Option<QueueName>,
+    /// Consume the plain Redis list KEY that other programs LPUSH raw payloads to: its
+    /// items are moved, at least once, into the queue and consumed from there with
+    /// ferry's retries and dead letters. Needs a Redis backend.
+    #[arg(long, value_name = "KEY")]
+    pub from_redis_list: Option<String>,
+    /// With --from-redis-list: how long an item may stay taken from the list but
+    /// unconfirmed in the queue (its mover crashed) before it is sent again [default: 30s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, requires = "from_redis_list")]
+    pub reclaim_after: Option<Duration>,
     /// The command to run per message (with sh -c).
     #[arg(long, value_name = "CMD")]
     pub exec: String,
@@ -265,7 +278,8 @@ pub struct ConsumeArgs {
     /// Kill the command and count a failed attempt after this long (default: no limit).
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
-    /// Exit once the queue has nothing ready, delayed or in flight.
+    /// Exit once the queue has nothing ready, delayed or in flight (with
+    /// --from-redis-list: and the list is empty).
     #[arg(long)]
     pub until_empty: bool,
     /// On SIGINT/SIGTERM, how long running commands may take before they are killed

@@ -17,7 +17,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::{Cli, Command};
-use crate::commands::{bench, consume, demo, dlq, doctor, inspect, queue, send, stats, topic};
+use crate::commands::{
+    bench, consume, consume_list, demo, dlq, doctor, inspect, queue, send, stats, topic,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -51,6 +53,16 @@ async fn run(cli: Cli) -> ferry::Result<ExitCode> {
         Command::Doctor(args) => {
             return doctor::run(&backend_url(cli.backend.as_deref())?, args).await;
         }
+        // A plain Redis list: the command opens the Redis driver itself.
+        Command::Consume(mut args) => match args.from_redis_list.take() {
+            Some(key) => {
+                let url = backend_url(cli.backend.as_deref())?;
+                return consume_list::run(&url, key, args)
+                    .await
+                    .map(|()| ExitCode::SUCCESS);
+            }
+            None => Command::Consume(args),
+        },
         other => other,
     };
     let driver = ferry::connect_async(&backend_url(cli.backend.as_deref())?).await?;

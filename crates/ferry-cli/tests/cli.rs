@@ -541,6 +541,69 @@ fn redis_backend_send_consume_stats() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+fn redis_cli(args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", "6379"])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    assert!(out.status.success(), "redis-cli {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `consume --from-redis-list`: payloads an unchanged producer LPUSHed to a plain list
+/// (here redis-cli) all reach the command, through a queue named after the key; with a
+/// backend that is not Redis the flag is an input error.
+#[test]
+fn consume_from_a_plain_redis_list() {
+    let mut env = Env::new();
+    let file_backend = env.backend.clone();
+    env.backend = "redis://127.0.0.1:6379".to_string();
+    let key = format!(
+        "ferry-test-cli-list-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    );
+    let payloads = ["alpha", "beta", "gamma", "delta", "epsilon"];
+    let mut push = vec!["LPUSH", key.as_str()];
+    push.extend(payloads);
+    redis_cli(&push);
+    let handled = env.path().join("handled.txt");
+    let exec = format!("cat >> '{0}'; echo >> '{0}'", handled.display());
+    let out = env.ferry(&[
+        "consume",
+        "--from-redis-list",
+        &key,
+        "--exec",
+        &exec,
+        "--until-empty",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("acked 5"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("moved 5"), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&handled).expect("handled file");
+    let mut got: Vec<&str> = text.lines().collect();
+    got.sort_unstable();
+    let mut want = payloads.to_vec();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    assert_eq!(redis_cli(&["LLEN", &key]).trim(), "0");
+    let queue = format!("redis-list.{key}");
+    let stats = env.json(&["stats", &queue, "--json"]);
+    assert_eq!(stats["queues"][0]["ready"], 0, "{stats}");
+    assert_eq!(stats["queues"][0]["in_flight"], 0, "{stats}");
+    env.ok(&["queue", "delete", &queue]);
+    for part in ["seq", "moving", "moving_at", "rejected"] {
+        redis_cli(&["DEL", &format!("{{{key}}}:ferry:list:{part}")]);
+    }
+
+    env.backend = file_backend;
+    let out = env.ferry(&["consume", "--from-redis-list", &key, "--exec", "cat"]);
+    assert_usage_error(&out, "needs a Redis backend");
+    let out = env.ferry(&["consume", "--exec", "cat"]);
+    assert_usage_error(&out, "QUEUE");
+}
+
 /// Without `--backend` and `FERRY_BACKEND`, the Redis Streams tool's variables choose
 /// the Redis deployment; inconsistent ones are an input error naming the variable.
 #[test]

@@ -40,6 +40,11 @@
 //! | `{P:t:T}:bindings` | set | `queue pattern` of topic `T` |
 //! | `P:idem:<key>` | string | idempotency entry: `p\|token\|until_ms` or `d` |
 //!
+//! The legacy list flavour ([`ListBridge`]: a plain list that other programs `LPUSH`
+//! to, moved into a queue) keeps its keys beside the producers' list `KEY`, in that
+//! list's hash slot: `{KEY}:P:list:seq`, `:moving`, `:moving_at`, `:rejected` (see
+//! [`ListKeys`] for keys that carry their own hash tag or braces).
+//!
 //! Ready vs delayed is not a separate structure: a waiting message is *ready* when its
 //! score is at most now. So a delayed message needs no promotion step, a long delay never
 //! blocks a short one, and the order is exact: scores are integer milliseconds (far below
@@ -93,10 +98,10 @@
 //!
 //! ## Not done yet
 //!
-//! Sentinel, Cluster URLs, `rediss://` (TLS feature), env variables, the legacy list
-//! flavour, a notification channel for long polls (receive polls with a short sleep),
-//! history pruning of the `hids` set, and indexes for dead-letter lookups by id and reason
-//! (those scan the queue's dead letters).
+//! Sentinel, Cluster URLs, `rediss://` (TLS feature), env variables, a notification
+//! channel for long polls (receive polls with a short sleep), history pruning of the
+//! `hids` set, and indexes for dead-letter lookups by id and reason (those scan the
+//! queue's dead letters).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -105,6 +110,7 @@ mod connection;
 mod deployment;
 mod doctor;
 mod idempotency;
+mod list;
 mod reply;
 mod single;
 
@@ -128,6 +134,7 @@ use connection::{Conn, Timeouts};
 pub use deployment::{Deployment, redact};
 pub use doctor::{Finding, Severity};
 pub use idempotency::RedisIdempotencyStore;
+pub use list::{Backlog, BridgeStats, ListBridge, ListKeys, SOURCE_HEADER, key_slot};
 use reply::{Op, Reader, map_err};
 
 macro_rules! queue_script {

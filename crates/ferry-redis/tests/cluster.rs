@@ -7,7 +7,7 @@ mod support;
 use std::sync::{Arc, OnceLock};
 
 use ferry_core::{Driver, Message, QueueOptions, ReceiveOptions, Topology};
-use ferry_redis::{RedisConfig, RedisDriver};
+use ferry_redis::{ListBridge, ListKeys, RedisConfig, RedisDriver, key_slot};
 
 fn cluster() -> &'static support::Cluster {
     static CLUSTER: OnceLock<support::Cluster> = OnceLock::new();
@@ -118,5 +118,92 @@ async fn doctor_checks_every_master() {
             .collect::<Vec<_>>();
         assert_eq!(persistence.len(), 1, "{node}: {findings:#?}");
         assert_eq!(persistence[0].severity, ferry_redis::Severity::Warn);
+    }
+}
+
+/// The port of the node holding `key` (which must exist).
+fn node_of(key: &str) -> u16 {
+    cluster()
+        .nodes
+        .iter()
+        .find(|n| n.cli(&["EXISTS", key]).trim() == "1")
+        .map(|n| n.port)
+        .unwrap_or_else(|| panic!("no node holds {key}"))
+}
+
+/// The list bridge's keys share the list's slot by the server's own `CLUSTER KEYSLOT`
+/// for every shape of name (plain, tagged, with stray braces), and the bridge moves a
+/// list's items into a queue that lives on another node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_bridge_moves_to_a_queue_on_another_node() {
+    let node = &cluster().nodes[0];
+    let slot = |key: &str| -> u16 {
+        node.cli(&["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .expect("keyslot")
+    };
+    for name in [
+        "jobs",
+        "{app}:jobs",
+        "x{app}y",
+        "a{b",
+        "a}b",
+        "x{}y",
+        "{}",
+        "}{",
+        "{{a}}",
+    ] {
+        let keys = ListKeys::new(name, "ferry-test");
+        assert_eq!(key_slot(name.as_bytes()), slot(name), "{name}");
+        for k in keys.all() {
+            assert_eq!(slot(k), slot(name), "{name}: {k}");
+        }
+    }
+
+    let d = redis_driver().await;
+    for shape in ["plain", "stray}brace", "{tagged}"] {
+        let list = ferry_testkit::unique_name(&format!("ferry-test-list-{shape}"));
+        let payloads: Vec<String> = (0..30).map(|i| format!("{shape}-{i:02}")).collect();
+        let mut args = vec!["-c", "LPUSH", list.as_str()];
+        args.extend(payloads.iter().map(String::as_str));
+        node.cli(&args);
+        let list_node = node_of(&list);
+        // A queue on another node than the list.
+        let queue = loop {
+            let q = ferry_testkit::unique_queue("list-xnode");
+            d.create_queue(&q, QueueOptions::default())
+                .await
+                .expect("queue");
+            if node_of(&format!("{{ferry-test:{q}}}:opts")) != list_node {
+                break q;
+            }
+            d.delete_queue(&q).await.expect("delete");
+        };
+        let bridge = ListBridge::new(d.clone(), list.clone(), queue.clone())
+            .expect("bridge")
+            .batch(7)
+            .until_empty(true);
+        let stats = bridge.run(std::future::pending()).await.expect("run");
+        assert_eq!(
+            (stats.moved, stats.enqueued),
+            (30, 30),
+            "{shape}: {stats:?}"
+        );
+        let backlog = bridge.backlog().await.expect("backlog");
+        assert_eq!((backlog.waiting, backlog.moving), (0, 0), "{shape}");
+        let got = d
+            .receive(&queue, ReceiveOptions::max(100))
+            .await
+            .expect("receive");
+        let got: Vec<String> = got
+            .iter()
+            .map(|g| String::from_utf8_lossy(&g.payload).into_owned())
+            .collect();
+        assert_eq!(got, payloads, "{shape}: oldest first");
+        d.delete_queue(&queue).await.expect("delete");
+        for k in bridge.keys().all() {
+            node.cli(&["-c", "DEL", k]);
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod consume;
+pub mod consume_list;
 pub mod demo;
 pub mod dlq;
 pub mod doctor;
