@@ -3,12 +3,13 @@
 //!
 //! - Single: redis-rs's `ConnectionManager`, which reconnects with backoff by itself,
 //!   wrapped so that calls fail fast while the server is down instead of each waiting
-//!   out the whole reconnect backoff (see `single.rs`).
+//!   out the whole reconnect backoff, and so that a timed-out reply replaces a
+//!   connection that may be half-open (see `single.rs`).
 //! - Cluster: redis-rs's cluster connection, which follows `MOVED`/`ASK` and refreshes
 //!   its slot map; every script touches one queue, so one slot.
 //! - Sentinel: redis-rs resolves the master through the sentinels, but its connection
 //!   would keep talking to the old address after a failover (the demoted master answers
-//!   `READONLY`, or nothing). So this module wraps a `ConnectionManager` to the current
+//!   `READONLY`, or nothing). So this module keeps a `Single` connection to the current
 //!   master and, after a failure that a failover explains (connection lost or refused,
 //!   timeout, `READONLY`), asks the sentinels again and swaps in a connection to the new
 //!   master; it also asks every second, so a promotion is noticed even before anything
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ferry_core::{Error, Result};
 use redis::IntoConnectionInfo;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{Sentinel, SentinelNodeConnectionInfo};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
@@ -74,10 +75,10 @@ impl Conn {
         match deployment {
             Deployment::Single { url } => {
                 let client = redis::Client::open(url.as_str()).map_err(|e| bad_url(url, e))?;
-                let cm = ConnectionManager::new_with_config(client, t.manager())
+                let single = Single::connect(client, t.manager())
                     .await
                     .map_err(|e| map_err(e, Op::Read, "connect"))?;
-                Ok(Conn::Single(Single::new(cm)))
+                Ok(Conn::Single(single))
             }
             Deployment::Cluster { nodes } => {
                 let client =
@@ -127,7 +128,7 @@ impl Conn {
 
 /// The sentinel mode's current master connection and how to find a new one.
 pub(crate) struct SentinelConn {
-    current: RwLock<ConnectionManager>,
+    current: RwLock<Arc<Single>>,
     state: tokio::sync::Mutex<SentinelState>,
 }
 
@@ -148,12 +149,12 @@ const RECHECK: Duration = Duration::from_millis(250);
 
 impl SentinelState {
     /// Asks the sentinels for the master and connects to it.
-    async fn resolve(&mut self) -> Result<ConnectionManager> {
+    async fn resolve(&mut self) -> Result<Arc<Single>> {
         self.checked = Instant::now();
         let address = self.master_address().await?;
         let url = self.template.replace("HOST", &address);
         let client = redis::Client::open(url.as_str()).map_err(|e| bad_url(&url, e))?;
-        let cm = ConnectionManager::new_with_config(client, self.timeouts.manager())
+        let cm = Single::connect(client, self.timeouts.manager())
             .await
             .map_err(|e| map_err(e, Op::Read, "connect to the master the sentinels named"))?;
         self.address = address;
@@ -200,7 +201,7 @@ impl SentinelConn {
         (state.master_name.clone(), state.address.clone())
     }
 
-    fn current(&self) -> ConnectionManager {
+    fn current(&self) -> Arc<Single> {
         match self.current.read() {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -263,8 +264,7 @@ impl ConnectionLike for Conn {
             Conn::Single(s) => Box::pin(async move { s.query(cmd).await }),
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Sentinel(s) => Box::pin(async move {
-                let mut c = s.current();
-                let r = c.req_packed_command(cmd).await;
+                let r = s.current().query(cmd).await;
                 if let Err(e) = &r
                     && failover_suspect(e)
                 {
@@ -285,8 +285,7 @@ impl ConnectionLike for Conn {
             Conn::Single(s) => Box::pin(async move { s.query_pipeline(cmd, offset, count).await }),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Sentinel(s) => Box::pin(async move {
-                let mut c = s.current();
-                let r = c.req_packed_commands(cmd, offset, count).await;
+                let r = s.current().query_pipeline(cmd, offset, count).await;
                 if let Err(e) = &r
                     && failover_suspect(e)
                 {

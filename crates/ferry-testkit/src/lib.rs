@@ -7,10 +7,13 @@
 //! - [`ledger`]: an append-only record of what a test sent, what handlers did and which
 //!   faults it injected, and the checker that turns it into a verdict (nothing lost;
 //!   duplicates only where a recorded fault explains them);
+//! - [`proxy`]: a TCP fault proxy (cut, blackhole, stall, refuse) for fault tests of
+//!   network backends;
 //! - small helpers: unique names so tests share a backend safely, and explicit waits.
 
 pub mod conformance;
 pub mod ledger;
+pub mod proxy;
 pub mod runtime;
 mod util;
 
