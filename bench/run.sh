@@ -29,7 +29,9 @@ log() { echo "$*" | tee -a "$out"; }
 
 # Dependencies: BullMQ from the lockfile, the ferry binary from this checkout.
 if [[ ! -d bench/bullmq/node_modules/bullmq ]]; then
-  (cd bench/bullmq && npm ci --no-audit --no-fund) >&2
+  # `npm install`, not `npm ci`: npm 11 leaves optional platform packages out of the
+  # lockfile here, which `npm ci` then rejects; install still pins the versions.
+  (cd bench/bullmq && npm install --no-audit --no-fund) >&2
 fi
 if [[ -n ${FERRY_BIN:-} ]]; then
   ferry=$FERRY_BIN
@@ -63,6 +65,9 @@ for ((i = 1; i <= runs; i++)); do
   done
   "$ferry" bench --backend "$REDIS_URL" --messages "$n" |
     while read -r line; do log "$tag ferry $line"; done
+  # Without message history: what BullMQ tuned keeps (removeOnComplete) is comparable.
+  "$ferry" bench --backend "$REDIS_URL" --messages "$n" --no-history |
+    while read -r line; do log "$tag ferry mode=no-history $line"; done
 done
 
 log "# load average $(cut -d' ' -f1-3 /proc/loadavg); took $(($(date +%s) - started)) s"

@@ -1,6 +1,7 @@
 // Summarises the raw result lines of bench/run.sh (read from the file named by
 // argv[2], or stdin): median and min–max per system and metric, then the ratios of
-// ferry's medians to BullMQ tuned's and to redis-benchmark's pipelined XADD.
+// ferry's medians (with and without history) to BullMQ's and to redis-benchmark's
+// pipelined XADD.
 //
 // Result lines look like (an optional "[run i/k] " prefix is ignored):
 //   redis-benchmark xadd_pipelined_per_s=564653 lpush_pipelined_per_s=451060
@@ -61,17 +62,13 @@ const ratio = (label, a, b) => {
 };
 console.log('');
 console.log('ratios of medians:');
-for (const phase of ['enqueue', 'process']) {
-  ratio(
-    `ferry/bullmq-tuned ${phase}`,
-    med('ferry', `${phase}_jobs_per_s`),
-    med('bullmq tuned', `${phase}_jobs_per_s`),
-  );
-}
-for (const phase of ['enqueue', 'process']) {
-  ratio(
-    `ferry/xadd ${phase}`,
-    med('ferry', `${phase}_jobs_per_s`),
-    med('redis-benchmark', 'xadd_pipelined_per_s'),
-  );
+for (const f of ['ferry', 'ferry no-history']) {
+  for (const [b, label] of [['bullmq defaults', 'bullmq-defaults'], ['bullmq tuned', 'bullmq-tuned']]) {
+    for (const phase of ['enqueue', 'process']) {
+      ratio(`${f}/${label} ${phase}`, med(f, `${phase}_jobs_per_s`), med(b, `${phase}_jobs_per_s`));
+    }
+  }
+  for (const phase of ['enqueue', 'process']) {
+    ratio(`${f}/xadd ${phase}`, med(f, `${phase}_jobs_per_s`), med('redis-benchmark', 'xadd_pipelined_per_s'));
+  }
 }

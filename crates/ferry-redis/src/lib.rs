@@ -1,4 +1,4 @@
-//! # ferry-redis (work in progress)
+//! # ferry-redis
 //!
 //! A Redis backend for ferry: a [`RedisDriver`] that keeps the whole driver contract
 //! with server-side atomicity in Lua scripts (the `.lua` files under `src/lua/`, loaded
@@ -14,6 +14,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## Deployments
+//!
+//! [`Deployment`] names where Redis is: `redis://` (or `rediss://` with TLS) for one
+//! server, `redis+sentinel://HOST:PORT,…/MASTER` for a master found through Sentinel and
+//! followed across failovers, `redis+cluster://HOST:PORT,…` for a Redis Cluster. Without
+//! a URL, the `REDIS_MODE` / `REDIS_ADDRS` / `REDIS_MASTER_NAME` / `REDIS_PASSWORD`
+//! variables of the Redis Streams tool ferry replaces describe one
+//! ([`Deployment::from_env`]). The user guide is `docs/redis.md`.
+//!
 //! ## Key layout
 //!
 //! `P` is the key prefix ([`RedisConfig::prefix`], default `ferry`). Every key of queue
@@ -24,17 +33,17 @@
 //! | key | type | content |
 //! |---|---|---|
 //! | `{P:Q}:opts` | hash | `delay_ms`, `max_attempts`, `lease_ms`; its existence is the queue's |
-//! | `{P:Q}:msg` | hash | id → MessagePack envelope ([`ferry_core::wire::Envelope`]) |
-//! | `{P:Q}:pri`, `:seq`, `:att` | hash | id → priority, send sequence, attempts |
-//! | `{P:Q}:err`, `:ff` | hash | id → last error, first-failed-at (ms) |
+//! | `{P:Q}:msg` | hash | id → MessagePack envelope ([`ferry_core::wire::Envelope`]) of every live message |
+//! | `{P:Q}:st` | hash | id → `attempts\|priority\|sequence\|first_failed_ms\|token\|pending history` of a message delivered at least once (token empty when not leased: the fence; pending history: the events of this delivered life, moved to `hist` when it ends) |
+//! | `{P:Q}:err` | hash | id → last error |
 //! | `{P:Q}:w:<prio>` | zset | waiting messages of one priority: score = ms when deliverable, member = 16-digit zero-padded send sequence + `\|` + id |
 //! | `{P:Q}:prios` | zset | the priorities that ever had a waiting set |
 //! | `{P:Q}:leased` | zset | id, score = lease deadline (ms) |
-//! | `{P:Q}:tok` | hash | id → lease token (the fence) |
 //! | `{P:Q}:dead` | zset | dead-letter sequence numbers, oldest first |
 //! | `{P:Q}:dl:<n>` | hash | one dead letter: id, env, pri, att, reason, err, ff, dead_at |
-//! | `{P:Q}:h:<id>` | list | history events `at\|event\|attempt\|-` or `…\|+detail`, expiring 7 days after the last |
-//! | `{P:Q}:hids` | set | ids that have a history list (for delete) |
+//! | `{P:Q}:dr:<reason>`, `:did:<id>` | zset | dead-letter indexes by reason and by id; `:dreasons` (set) lists the reasons |
+//! | `{P:Q}:hist` | hash | id → history, netstrings of `at\|event\|attempt\|-` or `…\|+detail` |
+//! | `{P:Q}:hexp` | zset | id → time its last life ended (pruning after [`RedisConfig::history`]) |
 //! | `{P:Q}:seqctr`, `:dseq`, `:tseq` | string | counters: send sequence, dead-letter sequence, tokens |
 //! | `P:queues`, `P:topics` | set | queue and topic names |
 //! | `{P:t:T}:bindings` | set | `queue pattern` of topic `T` |
@@ -64,13 +73,18 @@
 //!
 //! - One script is atomic (Redis runs scripts alone): a whole `send` batch, a receive
 //!   (reclaiming expired leases, dead-lettering those on their last attempt with reason
-//!   `lease_expired`, and leasing up to `max`), each settlement or extend (token check
-//!   and effect), each dead-letter operation, stats.
-//! - A `publish` runs one script over all matching queues: all or nothing **on a single
-//!   node**. On Cluster the queues may be in different slots; per-slot publish (atomic per
-//!   queue, with a report of what was applied) is future work.
-//! - A batch `settle` is one pipeline of script calls (one round trip): each settlement
-//!   is atomic on its own, the batch is not (the contract asks for per-receipt results).
+//!   `lease_expired`, and leasing up to `max`), the settlements of one queue in a
+//!   `settle` batch (each fenced by its own token, with its own result), an extend, each
+//!   dead-letter operation (requeue-all and purge run in chunks of 1,000), stats.
+//! - Scripts work on whole batches (one `HMGET`/`HSET`/`ZADD` per batch, not per
+//!   message): Redis time per message is what bounds throughput (`docs/benchmarks.md`).
+//! - A `publish` on one server or through Sentinel runs one script over all matching
+//!   queues: all or nothing. **On a Cluster** the queues may live in different slots, so
+//!   it runs one script per queue, in name order: each queue gets the whole batch or
+//!   none of it. If a call fails after others succeeded, the error names the queues that
+//!   have the batch and those that may not; publishing the same messages again (same ids)
+//!   completes it, because a queue skips ids it already holds. Nothing is half-applied
+//!   silently.
 //! - Topology changes are several commands, not atomic: `create_queue` writes the options
 //!   then adds the name to `P:queues`; `delete_queue` deletes the queue's keys (one script)
 //!   then removes it from `P:queues` and from every topic's bindings; `bind` checks the
@@ -96,12 +110,21 @@
 //! expire on the server's clock, so in-flight messages are delivered again and nothing
 //! the server kept is lost (`tests/restart.rs`).
 //!
+//! ## Failover (Sentinel)
+//!
+//! Redis replicates asynchronously: a write the master confirmed may not have reached
+//! the replica that Sentinel promotes, and a demoted master that kept accepting writes
+//! until it learned of the promotion drops them when it resyncs. Those messages (sends,
+//! acks, retries confirmed just before the failover) can be lost or come back; the driver
+//! follows the new master within about a second (`tests/sentinel.rs`). Clients that
+//! cannot accept this should run the master with `min-replicas-to-write 1` (writes fail
+//! instead of being confirmed unreplicated) or use another backend.
+//!
 //! ## Not done yet
 //!
-//! Sentinel, Cluster URLs, `rediss://` (TLS feature), env variables, a notification
-//! channel for long polls (receive polls with a short sleep), history pruning of the
-//! `hids` set, and indexes for dead-letter lookups by id and reason (those scan the
-//! queue's dead letters).
+//! A notification channel for long polls (receive polls with a short sleep, 25 ms by
+//! default), and TLS with a private CA other than through the system's roots (a
+//! self-signed server is reachable with redis-rs's `#insecure` URL fragment only).
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -113,6 +136,7 @@ mod idempotency;
 mod list;
 mod reply;
 mod single;
+mod stored;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -136,6 +160,7 @@ pub use doctor::{Finding, Severity};
 pub use idempotency::RedisIdempotencyStore;
 pub use list::{Backlog, BridgeStats, ListBridge, ListKeys, SOURCE_HEADER, key_slot};
 use reply::{Op, Reader, map_err};
+use stored::{netstrings, split_sent};
 
 macro_rules! queue_script {
     ($file:literal, $ttl:expr) => {
@@ -287,30 +312,6 @@ fn delay_arg(m: &Message) -> i64 {
         Some(Delay::After(d)) => ceil_millis(d.min(ferry_core::MAX_DELAY)),
         Some(Delay::At(t)) => millis_until(t).min(duration_millis(ferry_core::MAX_DELAY)),
     }
-}
-
-/// The entries of a concatenation of netstrings (`len:bytes,`); stops at the first
-/// malformed one.
-fn netstrings(mut b: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    while let Some(colon) = b.iter().position(|&c| c == b':') {
-        let Some(len) = std::str::from_utf8(&b[..colon])
-            .ok()
-            .and_then(|l| l.parse::<usize>().ok())
-        else {
-            break;
-        };
-        let start = colon + 1;
-        let Some(end) = start
-            .checked_add(len)
-            .filter(|&e| e < b.len() && b[e] == b',')
-        else {
-            break;
-        };
-        out.push(&b[start..end]);
-        b = &b[end + 1..];
-    }
-    out
 }
 
 fn opt_u32(map: &BTreeMap<String, String>, field: &str, queue: &QueueName) -> Result<u64> {
@@ -466,7 +467,7 @@ impl RedisDriver {
                     return Err(Error::new(
                         e.kind(),
                         format!(
-                            "publish applied to queues [{}] but not to [{}] (a Cluster publish is atomic per queue): {e}; publish the same messages again to complete it",
+                            "publish applied to queues [{}]; not applied, or unknown, for [{}] (a Cluster publish is atomic per queue): {e}; publish the same messages again to complete it (queues skip ids they hold)",
                             list(&targets[..i]),
                             list(&targets[i..])
                         ),
@@ -511,7 +512,7 @@ impl RedisDriver {
             let token = r.string()?;
             let until = from_millis(r.int()?);
             let receipt = Receipt::new(queue.clone(), id.clone(), token);
-            match Envelope::decode(&env) {
+            match Envelope::decode(split_sent(&env).1) {
                 Ok(e) => out.push(Delivery {
                     id,
                     queue: queue.clone(),
@@ -1139,13 +1140,29 @@ impl Driver for RedisDriver {
         if !self.queue_exists(queue).await? {
             return Err(Error::queue_not_found(queue.as_str()));
         }
-        let raw: Option<Vec<u8>> = self
-            .conn()
-            .hget(format!("{}:hist", self.base(queue)), id)
+        // The history so far, then the events of the current delivered life that wait in
+        // the message's state record (its sixth field), read in one round trip.
+        let base = self.base(queue);
+        // A message not delivered yet has its `sent` event in front of its envelope.
+        type Raw = Option<Vec<u8>>;
+        let (ended, state, stored): (Raw, Raw, Raw) = redis::pipe()
+            .hget(format!("{base}:hist"), id)
+            .hget(format!("{base}:st"), id)
+            .hget(format!("{base}:msg"), id)
+            .query_async(&mut self.conn())
             .await
             .map_err(|e| map_err(e, Op::Read, "read history"))?;
+        let mut raw = ended.unwrap_or_default();
+        if let Some(state) = state {
+            let mut fields = state.splitn(6, |&c| c == b'|');
+            if let Some(pending) = fields.nth(5) {
+                raw.extend_from_slice(pending);
+            }
+        } else if let Some(stored) = stored {
+            raw.extend_from_slice(split_sent(&stored).0);
+        }
         let mut out = Vec::new();
-        for line in netstrings(raw.as_deref().unwrap_or_default()) {
+        for line in netstrings(&raw) {
             let line = String::from_utf8_lossy(line);
             let mut parts = line.splitn(4, '|');
             let (Some(at), Some(event), Some(attempt), Some(detail)) =

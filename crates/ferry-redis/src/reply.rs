@@ -17,12 +17,15 @@ pub(crate) fn map_err(e: redis::RedisError, op: Op, what: &str) -> Error {
     // Answers of a server that did nothing and will do it later: a demoted master or
     // replica (READONLY), a master cut from its replicas or a cluster missing a slot
     // (MASTERDOWN, CLUSTERDOWN), a slot being moved (TRYAGAIN), a restart loading its
-    // data (LOADING).
+    // data (LOADING), a master short of the replicas `min-replicas-to-write` asks for
+    // (NOREPLICAS).
     let busy = matches!(
         e.code(),
-        Some("READONLY" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" | "LOADING")
+        Some("READONLY" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" | "LOADING" | "NOREPLICAS")
     );
-    let kind = if e.is_connection_refusal() || busy {
+    let kind = if e.kind() == redis::ErrorKind::InvalidClientConfig {
+        ErrorKind::InvalidInput
+    } else if e.is_connection_refusal() || busy {
         ErrorKind::Unavailable
     } else if e.is_timeout() {
         match op {

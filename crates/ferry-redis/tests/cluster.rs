@@ -207,3 +207,75 @@ async fn list_bridge_moves_to_a_queue_on_another_node() {
         }
     }
 }
+
+/// A publish whose later queues sit on a node that stops answering fails with an error
+/// naming the queues that have the batch and those that may not; publishing the same
+/// messages again completes it, and every queue holds each message exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_cluster_publish_is_reported_and_completed_by_a_retry() {
+    let mut config = RedisConfig::new(cluster().url()).with_prefix("ferry-test");
+    config.response_timeout = std::time::Duration::from_millis(300);
+    let d = RedisDriver::connect_with(config).await.expect("connect");
+    let topic = ferry_testkit::unique_topic("partial");
+    d.create_topic(&topic).await.expect("topic");
+    // Queues in name order whose last one lives on another node than the first.
+    let mut queues: Vec<ferry_core::QueueName> = Vec::new();
+    let node_of = |q: &ferry_core::QueueName| {
+        let key = format!("{{ferry-test:{q}}}:opts");
+        cluster()
+            .nodes
+            .iter()
+            .position(|n| n.cli(&["EXISTS", &key]).trim() == "1")
+            .expect("owner")
+    };
+    for i in 0..20 {
+        let q = ferry_core::QueueName::new(format!("{}-{i:02}", ferry_testkit::unique_name("p")))
+            .expect("name");
+        d.create_queue(&q, QueueOptions::default())
+            .await
+            .expect("queue");
+        d.bind(&topic, &q, "#").await.expect("bind");
+        queues.push(q);
+    }
+    queues.sort();
+    let first = node_of(&queues[0]);
+    let last = queues
+        .iter()
+        .rposition(|q| node_of(q) != first)
+        .expect("two nodes");
+    let paused = node_of(&queues[last]);
+    let batch = || {
+        vec![
+            Message::new("a").with_id("x1"),
+            Message::new("b").with_id("x2"),
+        ]
+    };
+    cluster().nodes[paused].cli(&["CLIENT", "PAUSE", "2000", "WRITE"]);
+    let err = d
+        .publish(&topic, "k", batch())
+        .await
+        .expect_err("a paused node fails the publish");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("publish applied to queues [") && msg.contains(queues[0].as_str()),
+        "{msg}"
+    );
+    assert!(msg.contains("publish the same messages again"), "{msg}");
+    // After the pause the same publish completes what is missing, nothing twice.
+    ferry_testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "publish again",
+        || async { d.publish(&topic, "k", batch()).await.ok() },
+    )
+    .await;
+    for q in &queues {
+        let got = d
+            .receive(q, ReceiveOptions::max(10))
+            .await
+            .expect("receive");
+        let ids: Vec<&str> = got.iter().map(|g| g.id.as_str()).collect();
+        assert_eq!(ids, ["x1", "x2"], "queue {q}");
+        d.delete_queue(q).await.expect("delete");
+    }
+    d.delete_topic(&topic).await.expect("delete topic");
+}

@@ -157,11 +157,20 @@ async fn a_finished_life_leaves_no_state_behind() {
     )
     .await
     .expect("send");
+    // Before any delivery the `sent` event lives in front of the stored envelope.
+    let h = d.history(&q, "m1").await.expect("history");
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].event, "sent");
     let got = d
         .receive(&q, ReceiveOptions::max(3))
         .await
         .expect("receive");
     assert_eq!(got.len(), 3);
+    assert_eq!(
+        got[0].payload.as_ref(),
+        b"m1",
+        "envelope intact behind the event"
+    );
     d.ack(&got[0].receipt).await.expect("ack m1");
     d.retry(
         &got[1].receipt,

@@ -28,36 +28,67 @@ local function hmget(k, fields)
   end
   return out
 end
--- The state of a delivered message (hash `st`): attempts|priority|sequence|first_failed_ms|token.
--- No record means never delivered: attempt 0, priority and sequence in its waiting-set entry.
+-- The state of a delivered message (hash `st`):
+-- attempts|priority|sequence|first_failed_ms|token|pending history.
+-- No record means never delivered: attempt 0, priority and sequence in its waiting-set
+-- entry. The pending history holds the events since the record was made (delivered,
+-- retried, released, lease_expired); they move to `hist` when the life ends (ack, dead
+-- letter), so a delivery costs no history write of its own.
 local function st_get(v)
   if not v then return nil end
-  local att, pri, seq, ff, tok = string.match(v, '^(%d+)|(%d+)|(%d+)|(%d*)|(.*)$')
+  local att, pri, seq, ff, tok, pend = string.match(v, '^(%d+)|(%d+)|(%d+)|(%d*)|([^|]*)|(.*)$')
   if not att then return nil end
-  return {att = tonumber(att), pri = pri, seq = seq, ff = ff, tok = tok}
+  return {att = tonumber(att), pri = pri, seq = seq, ff = ff, tok = tok, pend = pend}
 end
-local function st_put(s) return num(s.att) .. '|' .. s.pri .. '|' .. s.seq .. '|' .. s.ff .. '|' .. s.tok end
--- History: events are collected during the script and appended per id at the end
--- (hash `hist`: id -> netstrings `len:at|event|attempt|-,` or `…|+detail,`). Zset `hexp`
--- (id -> time) drives pruning; it is updated by the events that start or end a
--- message's life only (sent, requeued, acked, dead-lettered), which saves a write per
--- delivery; an id due for pruning while its message is still live is kept and re-timed.
+local function st_put(s)
+  return num(s.att) .. '|' .. s.pri .. '|' .. s.seq .. '|' .. s.ff .. '|' .. s.tok .. '|' .. s.pend
+end
+-- History (hash `hist`: id -> netstrings `len:at|event|attempt|-,` or `…|+detail,`).
+-- The events of a life reach it when the life ends (ack, dead letter) or is restarted
+-- (requeue): `sent` waits in the stored message (see `sent_of`), the events of the
+-- delivered life in the state record (see above), so sending and delivering cost no
+-- history write of their own. Zset `hexp` (id -> time of the last life's end) drives
+-- pruning; an id due for pruning whose message is live again is kept and re-timed.
 local H_ids, H_ev, H_mark = {}, {}, {}
-local function hist(id, event, attempt, detail, now, mark)
-  if HIST_TTL == 0 then return end
+-- One event as a netstring ('' when history is off).
+local function ev(event, attempt, detail, now)
+  if HIST_TTL == 0 then return '' end
   local e = num(now) .. '|' .. event .. '|' .. num(attempt) .. '|'
   if detail then e = e .. '+' .. detail else e = e .. '-' end
-  local ns = #e .. ':' .. e .. ','
-  if H_ev[id] then H_ev[id] = H_ev[id] .. ns else H_ids[#H_ids + 1] = id; H_ev[id] = ns end
+  return #e .. ':' .. e .. ','
+end
+-- Queues `text` (netstrings) for `id`'s history; `mark`: a life ends here.
+local function hist_add(id, text, mark)
+  if HIST_TTL == 0 then return end
+  if H_ev[id] then H_ev[id] = H_ev[id] .. text else H_ids[#H_ids + 1] = id; H_ev[id] = text end
   if mark then H_mark[id] = true end
 end
--- Writes the collected events. `fresh`: the ids start a new life in this queue (send),
--- so any older history of a reused id is replaced instead of read and extended.
-local function hist_flush(b, now, fresh)
+local function hist(id, event, attempt, detail, now, mark)
+  if HIST_TTL == 0 then return end
+  hist_add(id, ev(event, attempt, detail, now), mark)
+end
+-- A message's stored value is its envelope, preceded by its `sent` event as a netstring
+-- while history is on (an envelope is MessagePack and never starts with a digit): the
+-- event costs no write of its own, and moves into the state record at first delivery.
+local function sent_of(v)
+  if not v then return '' end
+  local n = string.match(v, '^(%d+):')
+  if not n then return '' end
+  return string.sub(v, 1, #n + tonumber(n) + 2)
+end
+local function env_of(v)
+  if not v then return nil end
+  return string.sub(v, #sent_of(v) + 1)
+end
+-- Ends a delivered life in the history: the state record's pending events, then `text`.
+local function hist_end(id, s, text)
+  hist_add(id, ((s and s.pend) or '') .. text, true)
+end
+-- Appends the collected events to the history.
+local function hist_flush(b, now)
   if #H_ids == 0 then return end
   local hk, xk = key(b, 'hist'), key(b, 'hexp')
-  local old = {}
-  if not fresh then old = hmget(hk, H_ids) end
+  local old = hmget(hk, H_ids)
   local kv, exp = {}, {}
   for i, id in ipairs(H_ids) do
     kv[#kv + 1] = id
@@ -101,7 +132,7 @@ local function to_dead(b, id, reason, err, now, s)
   local ff = num(now)
   if s and s.ff ~= '' then ff = s.ff end
   redis.call('HSET', dk, 'id', id,
-    'env', redis.call('HGET', key(b, 'msg'), id) or '',
+    'env', env_of(redis.call('HGET', key(b, 'msg'), id)) or '',
     'pri', (s and s.pri) or '0',
     'att', num((s and s.att) or 0),
     'reason', reason, 'ff', ff, 'dead_at', num(now))

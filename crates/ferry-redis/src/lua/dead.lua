@@ -49,7 +49,7 @@ local function requeue(s)
   redis.call('HSET', key(b, 'msg'), id, r[2] or '')
   -- Attempts start again; the first-failure time and last error stay (a state record
   -- with a first-failure time is what tells an ack to clear the error).
-  redis.call('HSET', key(b, 'st'), id, st_put({att = 0, pri = p, seq = num(seq), ff = r[5] or num(now), tok = ''}))
+  redis.call('HSET', key(b, 'st'), id, st_put({att = 0, pri = p, seq = num(seq), ff = r[5] or num(now), tok = '', pend = ''}))
   if r[4] then redis.call('HSET', key(b, 'err'), id, r[4]) end
   redis.call('ZADD', key(b, 'w:' .. p), num(now), member(seq, id))
   redis.call('ZADD', key(b, 'prios'), p, p)

@@ -33,19 +33,17 @@ for _, b in ipairs(KEYS) do
         local id, env, p, d = ARGV[j], ARGV[j + 1], ARGV[j + 2], tonumber(ARGV[j + 3])
         if d < 0 then d = dd end
         kv[#kv + 1] = id
-        kv[#kv + 1] = env
+        kv[#kv + 1] = ev('sent', 0, detail, now) .. env
         local z = byp[p]
         if not z then z = {}; byp[p] = z end
         z[#z + 1] = num(now + d)
         z[#z + 1] = member(seq0 + n, id)
-        hist(id, 'sent', 0, detail, now, true)
       end
       bulk('HSET', key(b, 'msg'), kv)
       for p, z in pairs(byp) do
         bulk('ZADD', key(b, 'w:' .. p), z)
         redis.call('ZADD', key(b, 'prios'), p, p)
       end
-      hist_flush(b, now, true)
     end
     res[#res + 1] = #fresh
     res[#res + 1] = #dups

@@ -20,15 +20,15 @@ for i = 1, #expired, 2 do
   local s = st_get(redis.call('HGET', sk, id))
   local att = (s and s.att) or 0
   if not s or att >= max_att then
-    hist(id, 'dead_lettered', att, 'lease_expired', now, true)
+    hist_end(id, s, ev('dead_lettered', att, 'lease_expired', now))
     to_dead(b, id, 'lease_expired', nil, now, s)
   else
     redis.call('ZREM', lk, id)
     s.tok = ''
     if s.ff == '' then s.ff = num(now) end
+    s.pend = s.pend .. ev('lease_expired', att, nil, now)
     redis.call('HSET', sk, id, st_put(s))
     wait_again(b, id, due, s)
-    hist(id, 'lease_expired', att, nil, now)
   end
 end
 local out = {1, -1}
@@ -58,14 +58,14 @@ if #ids > 0 then
   local kv, lz = {}, {}
   for i, id in ipairs(ids) do
     local s = st_get(states[i])
-    local att, ff = 1, ''
-    if s then att = s.att + 1; ff = s.ff end
+    local att, ff, pend = 1, '', sent_of(envs[i])
+    if s then att = s.att + 1; ff = s.ff; pend = s.pend end
     local tok = nonce .. '.' .. num(t0 + i)
     kv[#kv + 1] = id
-    kv[#kv + 1] = num(att) .. '|' .. pris[i] .. '|' .. seqs[i] .. '|' .. ff .. '|' .. tok
+    kv[#kv + 1] = num(att) .. '|' .. pris[i] .. '|' .. seqs[i] .. '|' .. ff .. '|' .. tok .. '|'
+      .. pend .. ev('delivered', att, nil, now)
     lz[#lz + 1] = num(until_)
     lz[#lz + 1] = id
-    hist(id, 'delivered', att, nil, now)
     out[#out + 1] = id
     out[#out + 1] = envs[i] or ''
     out[#out + 1] = att

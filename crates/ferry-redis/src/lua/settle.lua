@@ -35,7 +35,7 @@ for i = 1, n do
       acked[#acked + 1] = id
       -- Only a message that failed before (first-failure time set) can have an error.
       if s.ff ~= '' then erred[#erred + 1] = id end
-      hist(id, 'acked', s.att, nil, now, true)
+      hist_end(id, s, ev('acked', s.att, nil, now))
     elseif action == 'retry' then
       local d = tonumber(ARGV[o + 4])
       if d < 0 then d = 0 end
@@ -47,20 +47,18 @@ for i = 1, n do
       else
         redis.call('HDEL', key(b, 'err'), id)
       end
-      local att = s.att
       s.tok = ''
       if s.ff == '' then s.ff = num(now) end
+      s.pend = s.pend .. ev('retried', s.att, err, now)
       redis.call('HSET', sk, id, st_put(s))
       wait_again(b, id, now + d, s)
-      hist(id, 'retried', att, err, now)
     elseif action == 'release' then
-      local att = s.att
       redis.call('ZREM', lk, id)
       s.tok = ''
+      s.pend = s.pend .. ev('released', s.att, nil, now)
       if s.att > 0 then s.att = s.att - 1 end
       redis.call('HSET', sk, id, st_put(s))
       wait_again(b, id, now, s)
-      hist(id, 'released', att, nil, now)
     elseif action == 'dead' then
       local reason = ARGV[o + 4]
       local err = nil
@@ -69,7 +67,7 @@ for i = 1, n do
         err = ARGV[o + 6]
         detail = reason .. ': ' .. err
       end
-      hist(id, 'dead_lettered', s.att, detail, now, true)
+      hist_end(id, s, ev('dead_lettered', s.att, detail, now))
       to_dead(b, id, reason, err, now, s)
     else
       return redis.error_reply('ferry: unknown settle action ' .. action)

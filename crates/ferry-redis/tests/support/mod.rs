@@ -72,6 +72,33 @@ impl Server {
         s
     }
 
+    /// Starts a TLS-only `redis-server` and waits until it answers PING over TLS.
+    pub fn start_tls(port: u16, dir: &Path, args: &[String], ca: &Path) -> Server {
+        let child = spawn(port, dir, args);
+        let s = Server {
+            port,
+            child,
+            args: args.to_vec(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new("redis-cli")
+                .args(["--tls", "--cacert"])
+                .arg(ca)
+                .args(["-p", &port.to_string(), "PING"])
+                .output()
+                .expect("redis-cli");
+            if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "TLS redis-server on port {port} did not answer PING within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `redis://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
