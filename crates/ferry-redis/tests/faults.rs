@@ -20,8 +20,7 @@
 //! end: a handler that finished inside the window may have lost its ack (or its lease)
 //! to the fault, and its redelivery runs after the window.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
+mod support;
 
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -37,7 +36,6 @@ use ferry_redis::{RedisConfig, RedisDriver};
 use ferry_testkit::ledger::{Event, FinalState, Ledger, check};
 use ferry_testkit::proxy::Proxy;
 use ferry_testkit::{eventually, unique_queue};
-use redis_server::RedisServer;
 
 fn url() -> String {
     std::env::var("FERRY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
@@ -345,7 +343,11 @@ async fn aof_restart_keeps_unacked_and_forgets_acked() {
     const SENT: usize = 200;
     const ACKED: usize = SENT / 2;
     const IN_FLIGHT: usize = 20;
-    let mut server = RedisServer::start().await;
+    let dir = support::TempDir::new("aof");
+    let mut server = support::single(
+        dir.path(),
+        &["--appendonly", "yes", "--appendfsync", "always"],
+    );
     let p = prefix();
     let mut config = RedisConfig::new(server.url()).with_prefix(&p);
     config.response_timeout = Duration::from_secs(2);
@@ -411,8 +413,12 @@ async fn aof_restart_keeps_unacked_and_forgets_acked() {
         .expect("receive in-flight ones");
     assert_eq!(leased.len(), IN_FLIGHT);
 
-    fault(&ledger, format!("SIGKILL redis-server {}", server.pid()));
-    server.restart().await;
+    fault(
+        &ledger,
+        format!("SIGKILL redis-server on port {}", server.port),
+    );
+    server.kill();
+    server.restart(dir.path());
 
     // A fresh driver sees every unacked message (in flight or ready).
     let fresh = RedisDriver::connect_with(config).await.expect("reconnect");
