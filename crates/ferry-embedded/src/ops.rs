@@ -479,7 +479,8 @@ pub(crate) fn receive(
                                  THEN events || '[' || ?5 || ',\"delivered\",' || (attempts + 1) || ',null]' || char(10)
                                  ELSE events END
          WHERE seq IN (SELECT seq FROM messages WHERE qid = ?1 AND state = 0
-                       ORDER BY lane, avail_at, seq LIMIT ?2)",
+                       ORDER BY lane, avail_at, seq LIMIT ?2)
+           AND state = 0",
     )
     .ctx("cannot lease")?
     .execute(params![
@@ -492,8 +493,10 @@ pub(crate) fn receive(
     ])
     .ctx("cannot lease")?;
     // The SELECT and the UPDATE's subquery read the same rows through the same index
-    // in one transaction. If they disagree, the index is damaged: handing out rows
-    // that were not leased would deliver them again and again, so stop here.
+    // in one transaction; the UPDATE then checks each row's own state (found by its
+    // rowid, not through the index). If they disagree, the index is damaged (a stale
+    // entry says ready for a leased row): handing out those rows would deliver them
+    // again and again, so stop here.
     if leased != rows.len() {
         return Err(Error::new(
             ErrorKind::Corrupt,
