@@ -162,7 +162,8 @@ fn random_damage_never_yields_wrong_data() {
 /// lease now checks each row's own state and reports such a file as corrupt).
 #[test]
 fn damage_seeds_that_found_bugs() {
-    for seed in [7_788_987_200_960_743_572] {
+    const SEEDS: &[u64] = &[7_788_987_200_960_743_572];
+    for &seed in SEEDS {
         damage_trials(seed);
     }
 }
