@@ -53,7 +53,8 @@ impl RedisIdempotencyStore {
             .key(format!("{}:idem:{key}", self.prefix))
             .arg(op)
             .arg(token)
-            .arg(duration_millis(ms).max(1))
+            // Capped at ten years: Redis's PX takes a signed 64-bit count.
+            .arg(duration_millis(ms).clamp(1, 315_576_000_000))
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| map_err(e, Op::Write, "update the idempotency store"))?;

@@ -122,6 +122,10 @@
 //!
 //! ## Not done yet
 //!
+//! Cluster resharding of a live queue's slot: the scripts declare the queue's base and
+//! reach its other keys by name inside the slot, so during a slot migration a script can
+//! run on a node that holds only some of them (see `docs/redis.md`).
+//!
 //! A notification channel for long polls (receive polls with a short sleep, 25 ms by
 //! default), and TLS with a private CA other than through the system's roots (a
 //! self-signed server is reachable with redis-rs's `#insecure` URL fragment only).
@@ -294,6 +298,7 @@ const MAX_RECEIVE: usize = 10_000;
 const OK: i64 = 1;
 const NO_QUEUE: i64 = -1;
 const STALE: i64 = -2;
+const MORE: i64 = 2;
 
 fn ceil_millis(d: Duration) -> i64 {
     i64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
@@ -554,7 +559,7 @@ impl RedisDriver {
             }
             SettleAction::Retry { not_before, error } => {
                 inv.arg("retry")
-                    .arg(millis_until(*not_before))
+                    .arg(millis_until(*not_before).min(duration_millis(ferry_core::MAX_DELAY)))
                     .arg(if error.is_some() { "1" } else { "0" })
                     .arg(error.as_deref().unwrap_or(""));
             }
@@ -751,14 +756,22 @@ impl Topology for RedisDriver {
     }
 
     async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
-        let v: Value = self
-            .scripts
-            .delete_queue
-            .key(self.base(queue))
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(|e| map_err(e, Op::Write, "delete the queue"))?;
-        let found = Reader::new(v)?.int()? == OK;
+        // In steps (dead letters first, DEAD_CHUNK per call); the queue exists until the
+        // last step removes its options.
+        let found = loop {
+            let v: Value = self
+                .scripts
+                .delete_queue
+                .key(self.base(queue))
+                .arg(DEAD_CHUNK)
+                .invoke_async(&mut self.conn())
+                .await
+                .map_err(|e| map_err(e, Op::Write, "delete the queue"))?;
+            match Reader::new(v)?.int()? {
+                MORE => continue,
+                code => break code == OK,
+            }
+        };
         let mut c = self.conn();
         let _: i64 = c
             .srem(self.queues_key(), queue.as_str())
@@ -895,8 +908,9 @@ impl DeadLetters for RedisDriver {
                 queue,
                 vec![
                     "list".into(),
-                    query.offset.to_string(),
-                    query.limit.to_string(),
+                    // Far beyond any real count, and exact in Lua's doubles.
+                    query.offset.min(1 << 50).to_string(),
+                    query.limit.min(1 << 50).to_string(),
                     if query.reason.is_some() { "1" } else { "0" }.into(),
                     query.reason.unwrap_or_default(),
                 ],
@@ -959,12 +973,18 @@ impl DeadLetters for RedisDriver {
                 Ok(u64::try_from(r.int()?).unwrap_or(0))
             }
             Selection::All => {
-                let mut total = 0u64;
+                // Up to the newest dead letter at the start (later ones stay).
+                let (mut total, mut hi) = (0u64, -1i64);
                 loop {
-                    let args = vec!["delete_all".to_string(), DEAD_CHUNK.to_string()];
+                    let args = vec![
+                        "delete_all".to_string(),
+                        DEAD_CHUNK.to_string(),
+                        hi.to_string(),
+                    ];
                     let mut r = self.dead_op(queue, args).await?;
                     total += u64::try_from(r.int()?).unwrap_or(0);
-                    if r.int()? == 0 {
+                    hi = r.int()?;
+                    if hi < 0 {
                         return Ok(total);
                     }
                 }

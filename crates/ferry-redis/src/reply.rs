@@ -18,10 +18,18 @@ pub(crate) fn map_err(e: redis::RedisError, op: Op, what: &str) -> Error {
     // replica (READONLY), a master cut from its replicas or a cluster missing a slot
     // (MASTERDOWN, CLUSTERDOWN), a slot being moved (TRYAGAIN), a restart loading its
     // data (LOADING), a master short of the replicas `min-replicas-to-write` asks for
-    // (NOREPLICAS).
+    // (NOREPLICAS), a script running too long (BUSY: nothing of ours ran).
     let busy = matches!(
         e.code(),
-        Some("READONLY" | "MASTERDOWN" | "CLUSTERDOWN" | "TRYAGAIN" | "LOADING" | "NOREPLICAS")
+        Some(
+            "READONLY"
+                | "MASTERDOWN"
+                | "CLUSTERDOWN"
+                | "TRYAGAIN"
+                | "LOADING"
+                | "NOREPLICAS"
+                | "BUSY"
+        )
     );
     let kind = if e.kind() == redis::ErrorKind::InvalidClientConfig {
         ErrorKind::InvalidInput

@@ -318,3 +318,165 @@ async fn dead_letter_bulk_operations_cover_more_than_one_chunk() {
     assert_eq!((stats[0].dead, stats[0].ready), (0, 0));
     d.delete_queue(&q).await.expect("delete");
 }
+
+async fn fresh(
+    history: Option<std::time::Duration>,
+) -> (RedisDriver, ferry_core::QueueName, String) {
+    let p = prefix();
+    let mut config = RedisConfig::new(url()).with_prefix(&p);
+    config.history = history;
+    let d = RedisDriver::connect_with(config).await.expect("connect");
+    let q = ferry_testkit::unique_queue("redis");
+    d.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create");
+    (d, q, p)
+}
+
+async fn kill(d: &RedisDriver, q: &ferry_core::QueueName, n: usize) {
+    let got = d.receive(q, ReceiveOptions::max(n)).await.expect("receive");
+    assert_eq!(got.len(), n);
+    for g in got {
+        d.dead_letter(&g.receipt, "poison", None)
+            .await
+            .expect("dead");
+    }
+}
+
+/// Requeue-all keeps the dead letters' order and requeues only the newest death of an
+/// id (an older copy stays dead instead of running again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeue_all_keeps_order_and_takes_the_newest_death() {
+    let (d, q, _) = fresh(None).await;
+    d.send(&q, vec![Message::new("x-old").with_id("x")])
+        .await
+        .expect("send");
+    kill(&d, &q, 1).await;
+    d.send(
+        &q,
+        ["m1", "m2", "m3"]
+            .iter()
+            .map(|i| Message::new(*i).with_id(*i))
+            .collect(),
+    )
+    .await
+    .expect("send");
+    kill(&d, &q, 3).await;
+    d.send(&q, vec![Message::new("x-new").with_id("x")])
+        .await
+        .expect("send");
+    kill(&d, &q, 1).await;
+    let n = d
+        .requeue_dead_letters(&q, ferry_core::Selection::All)
+        .await
+        .expect("requeue all");
+    assert_eq!(n, 4);
+    let got = d
+        .receive(&q, ReceiveOptions::max(10))
+        .await
+        .expect("receive");
+    let payloads: Vec<&[u8]> = got.iter().map(|g| g.payload.as_ref()).collect();
+    assert_eq!(payloads, [&b"m1"[..], b"m2", b"m3", b"x-new"]);
+    let left = d
+        .list_dead_letters(&q, ferry_core::DeadLetterQuery::page(0, u64::MAX))
+        .await
+        .expect("a huge limit is fine");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].payload.as_ref(), b"x-old");
+    d.delete_queue(&q).await.expect("delete");
+}
+
+/// History pruning spares dead letters (kept with their history until requeued or
+/// purged), and a retry far in the future waits instead of wrapping around to "now".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_spares_dead_letters_and_far_retries_wait() {
+    let (d, q, _) = fresh(Some(std::time::Duration::from_millis(1))).await;
+    d.send(&q, vec![Message::new("a").with_id("dead-one")])
+        .await
+        .expect("send");
+    kill(&d, &q, 1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Another life ends: its flush prunes what is older than the 1 ms retention.
+    d.send(&q, vec![Message::new("b").with_id("acked-one")])
+        .await
+        .expect("send");
+    let got = d
+        .receive(&q, ReceiveOptions::max(1))
+        .await
+        .expect("receive");
+    d.ack(&got[0].receipt).await.expect("ack");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    d.send(&q, vec![Message::new("c").with_id("far")])
+        .await
+        .expect("send");
+    let got = d
+        .receive(&q, ReceiveOptions::max(1))
+        .await
+        .expect("receive");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(200 * 365 * 86_400);
+    d.retry(&got[0].receipt, later, None).await.expect("retry");
+    // ends another life, pruning again
+    d.send(&q, vec![Message::new("d").with_id("acked-two")])
+        .await
+        .expect("send");
+    let got = d
+        .receive(&q, ReceiveOptions::max(5))
+        .await
+        .expect("receive");
+    let ids: Vec<&str> = got.iter().map(|g| g.id.as_str()).collect();
+    assert_eq!(ids, ["acked-two"], "the far retry must not come back now");
+    d.ack(&got[0].receipt).await.expect("ack");
+    let h = d.history(&q, "dead-one").await.expect("history");
+    let events: Vec<&str> = h.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(events, ["sent", "delivered", "dead_lettered"]);
+    assert!(
+        d.history(&q, "acked-one")
+            .await
+            .expect("history")
+            .is_empty(),
+        "pruned"
+    );
+    d.delete_queue(&q).await.expect("delete");
+}
+
+/// Deleting a queue with more dead letters than one step handles leaves no key behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_queue_with_many_dead_letters_takes_steps_and_leaves_nothing() {
+    let (d, q, p) = fresh(None).await;
+    let n = 1_500;
+    d.send(
+        &q,
+        (0..n)
+            .map(|i| Message::new("x").with_id(format!("k{i}")))
+            .collect(),
+    )
+    .await
+    .expect("send");
+    let got = d
+        .receive(&q, ReceiveOptions::max(n))
+        .await
+        .expect("receive");
+    let dead = got
+        .into_iter()
+        .map(|g| Settlement {
+            receipt: g.receipt,
+            action: ferry_core::SettleAction::DeadLetter {
+                reason: "poison".into(),
+                error: None,
+            },
+        })
+        .collect();
+    d.settle(dead).await.expect("settle");
+    d.delete_queue(&q).await.expect("delete");
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{{{p}:{q}}}*"))
+        .query_async(&mut raw().await)
+        .await
+        .expect("keys");
+    assert!(
+        left.is_empty(),
+        "{} keys left, like {:?}",
+        left.len(),
+        left.first()
+    );
+}

@@ -40,6 +40,9 @@ local function st_get(v)
   if not att then return nil end
   return {att = tonumber(att), pri = pri, seq = seq, ff = ff, tok = tok, pend = pend}
 end
+-- Pending events beyond this size move to `hist` (a message released or retried very
+-- often would otherwise drag a growing record through every delivery).
+local PEND_MAX = 4096
 local function st_put(s)
   return num(s.att) .. '|' .. s.pri .. '|' .. s.seq .. '|' .. s.ff .. '|' .. s.tok .. '|' .. s.pend
 end
@@ -80,6 +83,13 @@ local function env_of(v)
   if not v then return nil end
   return string.sub(v, #sent_of(v) + 1)
 end
+-- Moves an oversized pending history from the state record to `hist`.
+local function pend_trim(id, s)
+  if #s.pend > PEND_MAX then
+    hist_add(id, s.pend, false)
+    s.pend = ''
+  end
+end
 -- Ends a delivered life in the history: the state record's pending events, then `text`.
 local function hist_end(id, s, text)
   hist_add(id, ((s and s.pend) or '') .. text, true)
@@ -103,10 +113,16 @@ local function hist_flush(b, now)
   H_ids, H_ev, H_mark = {}, {}, {}
   local due = redis.call('ZRANGEBYSCORE', xk, '-inf', num(now - HIST_TTL), 'LIMIT', 0, 100)
   if #due > 0 then
+    -- Kept: ids whose message is live again, and ids with a dead letter (a dead
+    -- letter keeps its history until it is requeued or purged).
     local live = hmget(key(b, 'msg'), due)
     local gone, keep = {}, {}
     for i, id in ipairs(due) do
-      if live[i] then keep[#keep + 1] = num(now); keep[#keep + 1] = id else gone[#gone + 1] = id end
+      if live[i] or redis.call('EXISTS', key(b, 'did:' .. id)) == 1 then
+        keep[#keep + 1] = num(now); keep[#keep + 1] = id
+      else
+        gone[#gone + 1] = id
+      end
     end
     if #gone > 0 then
       redis.call('HDEL', hk, unpack(gone))

@@ -4,7 +4,7 @@
 --   requeue_ids: ids...                            -> {1, n}
 --   delete_ids:  ids...                            -> {1, n}
 --   requeue_all: cursor (-1 = start), limit        -> {1, n, next_cursor (-1 = done)}
---   delete_all:  limit                             -> {1, n, more (0|1)}
+--   delete_all:  limit, hi (-1 = start)            -> {1, n, hi (-1 = done)}
 -- A record is 9 values: id, envelope, priority, attempts, reason, has_error, error,
 -- first_failed_at_ms, dead_at_ms. Oldest death first. {-1} if the queue is missing.
 -- The `*_all` ops work in chunks so a million dead letters never block Redis in one
@@ -38,12 +38,15 @@ local function drop(s)
   if r[1] then redis.call('ZREM', key(b, 'did:' .. r[1]), s) end
 end
 local now = now_ms()
--- Requeues dead letter `s` unless its id is live again; returns 1 if requeued.
+-- Requeues dead letter `s` unless its id is live again or `s` is not the newest death
+-- of its id (older deaths stay); returns 1 if requeued.
 local function requeue(s)
   local dk = key(b, 'dl:' .. s)
   local r = redis.call('HMGET', dk, 'id', 'env', 'pri', 'err', 'ff')
   local id = r[1]
   if not id or redis.call('HEXISTS', key(b, 'msg'), id) == 1 then return 0 end
+  local newest = redis.call('ZRANGE', key(b, 'did:' .. id), -1, -1)
+  if newest[1] ~= s then return 0 end
   local p = r[3] or '0'
   local seq = redis.call('INCR', key(b, 'seqctr'))
   redis.call('HSET', key(b, 'msg'), id, r[2] or '')
@@ -63,7 +66,7 @@ if op == 'list' then
   local idx = dz
   if ARGV[4] == '1' then idx = key(b, 'dr:' .. ARGV[5]) end
   if limit > 0 then
-    for _, s in ipairs(redis.call('ZRANGE', idx, offset, offset + limit - 1)) do
+    for _, s in ipairs(redis.call('ZRANGE', idx, num(offset), num(offset + limit - 1))) do
       rec(out, key(b, 'dl:' .. s))
     end
   end
@@ -88,21 +91,30 @@ elseif op == 'delete_ids' then
     end
   end
 elseif op == 'requeue_all' then
-  -- Newest first below the cursor, so the newest death of an id wins.
-  local hi = '+inf'
-  if tonumber(ARGV[2]) >= 0 then hi = '(' .. ARGV[2] end
+  -- Oldest first above the cursor, so requeued messages keep their order; only the
+  -- newest death of an id is requeued (see `requeue`).
+  local lo = '-inf'
+  if tonumber(ARGV[2]) >= 0 then lo = '(' .. ARGV[2] end
   local limit = tonumber(ARGV[3])
-  local batch = redis.call('ZREVRANGEBYSCORE', dz, hi, '-inf', 'LIMIT', 0, limit)
+  local batch = redis.call('ZRANGEBYSCORE', dz, lo, '+inf', 'LIMIT', 0, limit)
   for _, s in ipairs(batch) do n = n + requeue(s) end
   out[2] = n
   if #batch < limit then out[3] = -1 else out[3] = tonumber(batch[#batch]) end
   hist_flush(b, now)
   return out
 elseif op == 'delete_all' then
-  local batch = redis.call('ZRANGE', dz, 0, tonumber(ARGV[2]) - 1)
+  -- Up to the newest dead letter when the purge began: later arrivals stay, and a
+  -- purge racing a stream of new dead letters still ends.
+  local hi = tonumber(ARGV[3])
+  if hi < 0 then
+    local top = redis.call('ZRANGE', dz, -1, -1)
+    if not top[1] then out[2] = 0; out[3] = -1; return out end
+    hi = tonumber(top[1])
+  end
+  local batch = redis.call('ZRANGEBYSCORE', dz, '-inf', num(hi), 'LIMIT', 0, tonumber(ARGV[2]))
   for _, s in ipairs(batch) do drop(s); n = n + 1 end
   out[2] = n
-  if redis.call('ZCARD', dz) > 0 then out[3] = 1 else out[3] = 0 end
+  if #batch < tonumber(ARGV[2]) then out[3] = -1 else out[3] = hi end
   return out
 else
   return redis.error_reply('ferry: unknown dead-letter op ' .. op)

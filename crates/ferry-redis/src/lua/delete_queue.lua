@@ -1,15 +1,23 @@
--- Deletes every key of one queue. {1} or {-1} if it does not exist.
+-- Deletes one queue's keys, in steps so a queue with millions of dead letters never
+-- holds Redis in one script: ARGV[1] = most dead letters to drop in this call.
+-- {2} more to do (call again), {1} done (the queue is gone), {-1} no such queue.
+-- `opts` goes last, so until then the queue still exists and the next call continues.
 local b = KEYS[1]
 if redis.call('EXISTS', key(b, 'opts')) == 0 then return {-1} end
-for _, p in ipairs(redis.call('ZRANGE', key(b, 'prios'), 0, -1)) do redis.call('DEL', key(b, 'w:' .. p)) end
-for _, s in ipairs(redis.call('ZRANGE', key(b, 'dead'), 0, -1)) do
+local limit = tonumber(ARGV[1])
+local batch = redis.call('ZRANGE', key(b, 'dead'), 0, limit - 1)
+for _, s in ipairs(batch) do
   local dk = key(b, 'dl:' .. s)
   local id = redis.call('HGET', dk, 'id')
-  if id then redis.call('DEL', key(b, 'did:' .. id)) end
-  redis.call('DEL', dk)
+  if id then redis.call('UNLINK', key(b, 'did:' .. id)) end
+  redis.call('UNLINK', dk)
+  redis.call('ZREM', key(b, 'dead'), s)
 end
-for _, r in ipairs(redis.call('SMEMBERS', key(b, 'dreasons'))) do redis.call('DEL', key(b, 'dr:' .. r)) end
-for _, f in ipairs({'opts', 'msg', 'st', 'err', 'leased', 'dead', 'dreasons', 'prios', 'hist', 'hexp', 'seqctr', 'dseq', 'tseq'}) do
-  redis.call('DEL', key(b, f))
+if #batch == limit then return {2} end
+for _, p in ipairs(redis.call('ZRANGE', key(b, 'prios'), 0, -1)) do redis.call('UNLINK', key(b, 'w:' .. p)) end
+for _, r in ipairs(redis.call('SMEMBERS', key(b, 'dreasons'))) do redis.call('UNLINK', key(b, 'dr:' .. r)) end
+-- UNLINK frees big hashes (messages, history) in the background.
+for _, f in ipairs({'msg', 'st', 'err', 'leased', 'dead', 'dreasons', 'prios', 'hist', 'hexp', 'seqctr', 'dseq', 'tseq', 'opts'}) do
+  redis.call('UNLINK', key(b, f))
 end
 return {1}

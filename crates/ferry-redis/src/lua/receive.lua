@@ -27,6 +27,7 @@ for i = 1, #expired, 2 do
     s.tok = ''
     if s.ff == '' then s.ff = num(now) end
     s.pend = s.pend .. ev('lease_expired', att, nil, now)
+    pend_trim(id, s)
     redis.call('HSET', sk, id, st_put(s))
     wait_again(b, id, due, s)
   end

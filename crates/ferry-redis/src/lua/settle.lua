@@ -50,12 +50,14 @@ for i = 1, n do
       s.tok = ''
       if s.ff == '' then s.ff = num(now) end
       s.pend = s.pend .. ev('retried', s.att, err, now)
+      pend_trim(id, s)
       redis.call('HSET', sk, id, st_put(s))
       wait_again(b, id, now + d, s)
     elseif action == 'release' then
       redis.call('ZREM', lk, id)
       s.tok = ''
       s.pend = s.pend .. ev('released', s.att, nil, now)
+      pend_trim(id, s)
       if s.att > 0 then s.att = s.att - 1 end
       redis.call('HSET', sk, id, st_put(s))
       wait_again(b, id, now, s)
