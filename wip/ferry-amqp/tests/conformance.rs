@@ -1,0 +1,33 @@
+//! The ferry conformance suite against the RabbitMQ at 127.0.0.1:5672 (override with
+//! `FERRY_TEST_AMQP_URL`). Every test creates uniquely named queues and topics.
+
+use std::sync::Arc;
+
+use ferry_amqp::AmqpDriver;
+use ferry_core::Driver;
+
+async fn driver() -> Arc<dyn Driver> {
+    let url = std::env::var("FERRY_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string());
+    Arc::new(
+        AmqpDriver::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to rabbitmq: {e}")),
+    )
+}
+
+// The conformance functions this first cut passes. Not listed yet (they fail, and the
+// suite is not weakened for them):
+// - duplicate_id_is_noop_while_queued, dead_letter_and_requeue: need an index of live
+//   message ids per queue (RabbitMQ has none); dead_letter_and_requeue fails only on
+//   "a live id blocks requeue".
+ferry_testkit::conformance_suite!(@each driver();
+    send_receive_ack, fifo_within_priority, priority_order, lease_expiry_redelivers,
+    extend_keeps_lease, stale_receipt_rejected, release_does_not_count_an_attempt, retry_at,
+    delays_do_not_block,
+    queue_default_delay, dead_letter_paging_and_purge,
+    lease_expiry_on_last_attempt_dead_letters, topic_fanout_and_patterns,
+    route_matching_agrees_with_reference, batch_all_or_nothing, invalid_input,
+    long_poll_wakes_on_send, stats_by_state, delete_queue_removes_everything,
+    concurrent_receivers_never_share, history_records_lifecycle,
+);

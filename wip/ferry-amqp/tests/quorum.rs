@@ -1,0 +1,30 @@
+//! The conformance functions in quorum mode (`?queue_type=quorum`), against the
+//! RabbitMQ at 127.0.0.1:5672 (override with `FERRY_TEST_AMQP_QUORUM_URL`).
+//!
+//! Besides the ones `conformance.rs` leaves out, `priority_order` is not run here:
+//! quorum queues have no priorities before RabbitMQ 4.0 (the test machine runs 3.10).
+
+use std::sync::Arc;
+
+use ferry_amqp::AmqpDriver;
+use ferry_core::Driver;
+
+async fn driver() -> Arc<dyn Driver> {
+    let url = std::env::var("FERRY_TEST_AMQP_QUORUM_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f?queue_type=quorum".to_string());
+    Arc::new(
+        AmqpDriver::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to rabbitmq: {e}")),
+    )
+}
+
+ferry_testkit::conformance_suite!(@each driver();
+    send_receive_ack, fifo_within_priority, lease_expiry_redelivers,
+    extend_keeps_lease, stale_receipt_rejected, release_does_not_count_an_attempt, retry_at,
+    delays_do_not_block, queue_default_delay, dead_letter_paging_and_purge,
+    lease_expiry_on_last_attempt_dead_letters, topic_fanout_and_patterns,
+    route_matching_agrees_with_reference, batch_all_or_nothing, invalid_input,
+    long_poll_wakes_on_send, stats_by_state, delete_queue_removes_everything,
+    concurrent_receivers_never_share, history_records_lifecycle,
+);
