@@ -1,0 +1,185 @@
+//! Leases (unacked deliveries held by this driver) and their receipts: sweeping expired
+//! ones and settling.
+
+use std::time::SystemTime;
+
+use ferry_core::time::to_millis;
+use ferry_core::{Error, ErrorKind, QueueName, Result, SettleAction, Settlement, reason};
+use lapin::options::BasicAckOptions;
+
+use crate::driver::{AmqpDriver, lock};
+use crate::error::amqp_err;
+use crate::history::history_event;
+use crate::names::{H_ATTEMPTS, H_FIRST_FAILED, H_LAST_ERROR, q_name};
+use crate::stored::Stored;
+
+/// One unacked delivery held by this driver.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    pub(crate) queue: QueueName,
+    pub(crate) generation: u64,
+    pub(crate) tag: u64,
+    pub(crate) until: SystemTime,
+    /// This delivery's attempt number (1-based).
+    pub(crate) attempt: u32,
+    pub(crate) max_attempts: u32,
+    pub(crate) stored: Stored,
+}
+
+pub(crate) fn token(generation: u64, tag: u64) -> String {
+    format!("{generation}.{tag}")
+}
+
+impl AmqpDriver {
+    /// Acks a delivery tag on the driver's channel.
+    pub(crate) async fn ack_tag(&self, generation: u64, tag: u64) -> Result<()> {
+        let link = self.link().await?;
+        if link.generation != generation {
+            return Err(Error::new(
+                ErrorKind::StaleReceipt,
+                "the channel of this delivery is gone; the broker has requeued it",
+            ));
+        }
+        link.channel
+            .basic_ack(tag, BasicAckOptions::default())
+            .await
+            .map_err(amqp_err)
+    }
+
+    /// Handles every expired lease: counts the attempt and republishes, or dead-letters
+    /// on the last attempt; then acks the original.
+    pub(crate) async fn sweep(&self) -> Result<()> {
+        let now = SystemTime::now();
+        let expired: Vec<Lease> = {
+            let mut leases = lock(&self.leases);
+            let keys: Vec<String> = leases
+                .iter()
+                .filter(|(_, l)| l.until <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.iter().filter_map(|k| leases.remove(k)).collect()
+        };
+        for lease in expired {
+            let mut stored = lease.stored;
+            stored
+                .internal
+                .insert(H_ATTEMPTS.into(), lease.attempt.to_string());
+            let id = stored.id.clone();
+            let event = if lease.attempt >= lease.max_attempts {
+                self.to_dead_letters(
+                    &lease.queue,
+                    stored,
+                    lease.generation,
+                    lease.tag,
+                    reason::LEASE_EXPIRED,
+                    None,
+                )
+                .await?;
+                history_event(
+                    &id,
+                    "dead_lettered",
+                    lease.attempt,
+                    Some(reason::LEASE_EXPIRED.into()),
+                )
+            } else {
+                self.publish_one(&self.ch().await?, "", &q_name(&lease.queue), &stored)
+                    .await?;
+                self.ack_tag(lease.generation, lease.tag).await?;
+                history_event(&id, "lease_expired", lease.attempt, None)
+            };
+            self.record(&lease.queue, vec![event]).await;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn settle_one_inner(&self, settlement: Settlement) -> Result<()> {
+        let receipt = &settlement.receipt;
+        let token = receipt.token();
+        let valid = token
+            .split_once('.')
+            .is_some_and(|(g, t)| g.parse::<u64>().is_ok() && t.parse::<u64>().is_ok());
+        if !valid {
+            return Err(Error::new(
+                ErrorKind::InvalidReceipt,
+                format!("'{token}' is not a receipt of the rabbitmq driver"),
+            ));
+        }
+        let lease = {
+            let mut leases = lock(&self.leases);
+            match leases.get(token) {
+                Some(l) if l.queue == *receipt.queue() && l.stored.id == receipt.message_id() => {
+                    leases.remove(token)
+                }
+                _ => None,
+            }
+        };
+        let Some(lease) = lease else {
+            return Err(Error::stale_receipt(
+                receipt.queue().as_str(),
+                receipt.message_id(),
+            ));
+        };
+        let (event, detail) = match &settlement.action {
+            SettleAction::Ack => ("acked", None),
+            SettleAction::Retry { error, .. } => ("retried", error.clone()),
+            SettleAction::Release => ("released", None),
+            SettleAction::DeadLetter { reason, error } => (
+                "dead_lettered",
+                Some(match error {
+                    Some(e) => format!("{reason}: {e}"),
+                    None => reason.clone(),
+                }),
+            ),
+        };
+        let (queue, id, attempt) = (lease.queue.clone(), lease.stored.id.clone(), lease.attempt);
+        self.apply(lease, settlement.action).await?;
+        self.record(&queue, vec![history_event(&id, event, attempt, detail)])
+            .await;
+        Ok(())
+    }
+
+    pub(crate) async fn apply(&self, lease: Lease, action: SettleAction) -> Result<()> {
+        match action {
+            SettleAction::Ack => self.ack_tag(lease.generation, lease.tag).await,
+            SettleAction::Release => {
+                // Republished (confirmed) with its attempts unchanged, then acked: it is
+                // ready again at once, behind the messages that were ready before it.
+                // (A `basic.nack` with requeue would keep its place, but the broker
+                // applies it asynchronously, so a stats call just after could miss it.)
+                self.publish_one(&self.ch().await?, "", &q_name(&lease.queue), &lease.stored)
+                    .await?;
+                self.ack_tag(lease.generation, lease.tag).await
+            }
+            SettleAction::Retry { not_before, error } => {
+                let mut stored = lease.stored;
+                stored
+                    .internal
+                    .insert(H_ATTEMPTS.into(), lease.attempt.to_string());
+                if let Some(e) = error {
+                    stored.internal.insert(H_LAST_ERROR.into(), e);
+                }
+                stored
+                    .internal
+                    .entry(H_FIRST_FAILED.into())
+                    .or_insert_with(|| to_millis(SystemTime::now()).to_string());
+                self.enqueue_at(&lease.queue, &stored, not_before).await?;
+                self.ack_tag(lease.generation, lease.tag).await
+            }
+            SettleAction::DeadLetter { reason, error } => {
+                let mut stored = lease.stored;
+                stored
+                    .internal
+                    .insert(H_ATTEMPTS.into(), lease.attempt.to_string());
+                self.to_dead_letters(
+                    &lease.queue,
+                    stored,
+                    lease.generation,
+                    lease.tag,
+                    &reason,
+                    error,
+                )
+                .await
+            }
+        }
+    }
+}

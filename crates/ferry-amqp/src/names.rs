@@ -1,0 +1,41 @@
+//! The names ferry gives its broker objects (queues, exchanges) and its own AMQP
+//! headers, in one place so the layout described in the crate docs is visible at a glance.
+
+use ferry_core::{QueueName, TopicName};
+
+pub(crate) const H_ATTEMPTS: &str = "x-ferry-attempts";
+pub(crate) const H_ENQUEUED: &str = "x-ferry-enqueued-at";
+pub(crate) const H_ROUTE_KEY: &str = "x-ferry-route-key";
+pub(crate) const H_LAST_ERROR: &str = "x-ferry-last-error";
+pub(crate) const H_FIRST_FAILED: &str = "x-ferry-first-failed-at";
+pub(crate) const H_REASON: &str = "x-ferry-reason";
+pub(crate) const H_DEAD_AT: &str = "x-ferry-dead-at";
+pub(crate) const H_OPT_DELAY: &str = "x-ferry-default-delay-ms";
+pub(crate) const H_OPT_ATTEMPTS: &str = "x-ferry-max-attempts";
+pub(crate) const H_OPT_LEASE: &str = "x-ferry-lease-ms";
+pub(crate) const H_EVENT: &str = "x-ferry-event";
+pub(crate) const H_EVENT_ATTEMPT: &str = "x-ferry-event-attempt";
+pub(crate) const H_EVENT_AT: &str = "x-ferry-event-at";
+pub(crate) const H_EVENT_DETAIL: &str = "x-ferry-event-detail";
+
+pub(crate) fn q_name(q: &QueueName) -> String {
+    format!("ferry.q.{q}")
+}
+pub(crate) fn options_name(q: &QueueName) -> String {
+    format!("ferry.o.{q}")
+}
+pub(crate) fn history_name(q: &QueueName) -> String {
+    format!("ferry.h.{q}")
+}
+pub(crate) fn dlq_name(q: &QueueName) -> String {
+    format!("ferry.dlq.{q}")
+}
+pub(crate) fn delay_name(q: &QueueName, level: u32) -> String {
+    format!("ferry.d.{q}.{level}")
+}
+pub(crate) fn deliver_exchange(q: &QueueName) -> String {
+    format!("ferry.d.{q}")
+}
+pub(crate) fn topic_exchange(t: &TopicName) -> String {
+    format!("ferry.t.{t}")
+}

@@ -1,0 +1,95 @@
+//! Publishing with publisher confirms: where a message goes and waiting for the broker
+//! to take it.
+
+use std::time::SystemTime;
+
+use ferry_core::{Error, ErrorKind, QueueName, Result};
+use lapin::Channel;
+use lapin::options::BasicPublishOptions;
+
+use crate::driver::AmqpDriver;
+use crate::error::amqp_err;
+use crate::stored::Stored;
+
+/// Where a message is published: an exchange (`""` is the default one) and a key.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) exchange: String,
+    pub(crate) key: String,
+}
+
+impl AmqpDriver {
+    /// Publishes one message with mandatory + persistent and waits for its confirm.
+    pub(crate) async fn publish_one(
+        &self,
+        channel: &Channel,
+        exchange: &str,
+        key: &str,
+        stored: &Stored,
+    ) -> Result<()> {
+        let item = Target {
+            exchange: exchange.to_string(),
+            key: key.to_string(),
+        };
+        publish_many(channel, &[(item, stored)]).await
+    }
+
+    /// Puts `stored` into `queue`, ready at `at`: directly, or through the delay levels.
+    pub(crate) async fn enqueue_at(
+        &self,
+        queue: &QueueName,
+        stored: &Stored,
+        at: SystemTime,
+    ) -> Result<()> {
+        publish_many(&self.ch().await?, &[(Target::queue_at(queue, at), stored)]).await
+    }
+}
+
+/// Publishes every item (mandatory, persistent) back to back, then waits for all their
+/// confirms; the first failure is returned once every confirm is in.
+pub(crate) async fn publish_many(channel: &Channel, items: &[(Target, &Stored)]) -> Result<()> {
+    let mut confirms = Vec::with_capacity(items.len());
+    for (target, stored) in items {
+        let confirm = channel
+            .basic_publish(
+                &target.exchange,
+                &target.key,
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &stored.payload,
+                stored.properties(),
+            )
+            .await
+            .map_err(amqp_err)?;
+        confirms.push((target, confirm));
+    }
+    let mut first_error = None;
+    for (target, confirm) in confirms {
+        let outcome = match confirm.await {
+            Err(e) => Err(Error::new(
+                ErrorKind::Indeterminate,
+                format!("rabbitmq: no publisher confirm: {e}"),
+            )),
+            Ok(c) if c.is_nack() => Err(Error::new(
+                ErrorKind::Indeterminate,
+                "rabbitmq refused (nacked) the message",
+            )),
+            Ok(c) => match c.take_message() {
+                Some(_) => Err(Error::new(
+                    ErrorKind::Unroutable,
+                    format!(
+                        "rabbitmq returned the message: no queue behind {:?}/{:?}",
+                        target.exchange, target.key
+                    ),
+                )),
+                None => Ok(()),
+            },
+        };
+        if let Err(e) = outcome {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}

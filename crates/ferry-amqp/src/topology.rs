@@ -1,0 +1,217 @@
+//! Queues, topics and bindings: the `Topology` half of the driver.
+
+use async_trait::async_trait;
+use ferry_core::{
+    Binding, Error, QueueInfo, QueueName, QueueOptions, Result, TopicName, Topology,
+    validate_pattern,
+};
+use lapin::ExchangeKind;
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+
+use crate::delay::DELAY_LEVELS;
+use crate::driver::{AmqpDriver, lock};
+use crate::error::{amqp_err, is_not_found};
+use crate::names::{
+    delay_name, deliver_exchange, dlq_name, history_name, options_name, q_name, topic_exchange,
+};
+
+impl AmqpDriver {
+    /// `TopicNotFound` unless the topic is known here or its exchange exists on the
+    /// broker (checked with a passive declare on a throwaway channel).
+    pub(crate) async fn require_topic(&self, topic: &TopicName) -> Result<()> {
+        if lock(&self.registry).topics.contains(topic) {
+            return Ok(());
+        }
+        let ch = self
+            .link()
+            .await?
+            .connection
+            .create_channel()
+            .await
+            .map_err(amqp_err)?;
+        let r = ch
+            .exchange_declare(
+                &topic_exchange(topic),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match r {
+            Ok(()) => {
+                let _ = ch.close(200, "ok").await;
+                lock(&self.registry).topics.insert(topic.clone());
+                Ok(())
+            }
+            Err(e) if is_not_found(&e) => Err(Error::topic_not_found(topic.as_str())),
+            Err(e) => Err(amqp_err(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Topology for AmqpDriver {
+    async fn create_queue(&self, queue: &QueueName, options: QueueOptions) -> Result<()> {
+        options.validate()?;
+        self.declare_all(queue).await?;
+        self.write_options(queue, options).await?;
+        lock(&self.registry).queues.insert(queue.clone(), options);
+        Ok(())
+    }
+
+    async fn get_queue(&self, queue: &QueueName) -> Result<QueueInfo> {
+        Ok(QueueInfo::new(queue.clone(), self.options(queue).await?))
+    }
+
+    async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
+        Ok(lock(&self.registry)
+            .queues
+            .iter()
+            .map(|(n, o)| QueueInfo::new(n.clone(), *o))
+            .collect())
+    }
+
+    async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
+        self.options(queue).await?;
+        let del = QueueDeleteOptions::default();
+        self.ch()
+            .await?
+            .queue_delete(&q_name(queue), del)
+            .await
+            .map_err(amqp_err)?;
+        self.ch()
+            .await?
+            .queue_delete(&dlq_name(queue), del)
+            .await
+            .map_err(amqp_err)?;
+        self.ch()
+            .await?
+            .queue_delete(&options_name(queue), del)
+            .await
+            .map_err(amqp_err)?;
+        self.ch()
+            .await?
+            .queue_delete(&history_name(queue), del)
+            .await
+            .map_err(amqp_err)?;
+        for k in 0..DELAY_LEVELS {
+            let name = delay_name(queue, k);
+            self.ch()
+                .await?
+                .queue_delete(&name, del)
+                .await
+                .map_err(amqp_err)?;
+            self.ch()
+                .await?
+                .exchange_delete(&name, ExchangeDeleteOptions::default())
+                .await
+                .map_err(amqp_err)?;
+        }
+        self.ch()
+            .await?
+            .exchange_delete(&deliver_exchange(queue), ExchangeDeleteOptions::default())
+            .await
+            .map_err(amqp_err)?;
+        lock(&self.leases).retain(|_, l| l.queue != *queue);
+        let mut reg = lock(&self.registry);
+        reg.queues.remove(queue);
+        for set in reg.bindings.values_mut() {
+            set.retain(|(q, _)| q != queue);
+        }
+        Ok(())
+    }
+
+    async fn create_topic(&self, topic: &TopicName) -> Result<()> {
+        self.declare_exchange(&topic_exchange(topic)).await?;
+        lock(&self.registry).topics.insert(topic.clone());
+        Ok(())
+    }
+
+    async fn list_topics(&self) -> Result<Vec<TopicName>> {
+        Ok(lock(&self.registry).topics.iter().cloned().collect())
+    }
+
+    async fn delete_topic(&self, topic: &TopicName) -> Result<()> {
+        self.ch()
+            .await?
+            .exchange_delete(&topic_exchange(topic), ExchangeDeleteOptions::default())
+            .await
+            .map_err(amqp_err)?;
+        let mut reg = lock(&self.registry);
+        reg.topics.remove(topic);
+        reg.bindings.remove(topic);
+        Ok(())
+    }
+
+    async fn bind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()> {
+        self.require_topic(topic).await?;
+        validate_pattern(pattern)?;
+        self.options(queue).await?;
+        self.ch()
+            .await?
+            .queue_bind(
+                &q_name(queue),
+                &topic_exchange(topic),
+                pattern,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp_err)?;
+        lock(&self.registry)
+            .bindings
+            .entry(topic.clone())
+            .or_default()
+            .insert((queue.clone(), pattern.to_string()));
+        Ok(())
+    }
+
+    async fn unbind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()> {
+        let known = lock(&self.registry)
+            .bindings
+            .get(topic)
+            .is_some_and(|b| b.contains(&(queue.clone(), pattern.to_string())));
+        if !known {
+            return Err(Error::invalid_input(format!(
+                "topic '{topic}' has no binding of queue '{queue}' with pattern '{pattern}'"
+            )));
+        }
+        self.ch()
+            .await?
+            .queue_unbind(
+                &q_name(queue),
+                &topic_exchange(topic),
+                pattern,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(amqp_err)?;
+        if let Some(b) = lock(&self.registry).bindings.get_mut(topic) {
+            b.remove(&(queue.clone(), pattern.to_string()));
+        }
+        Ok(())
+    }
+
+    async fn list_bindings(&self, topic: &TopicName) -> Result<Vec<Binding>> {
+        self.require_topic(topic).await?;
+        let reg = lock(&self.registry);
+        if !reg.topics.contains(topic) {
+            return Err(Error::topic_not_found(topic.as_str()));
+        }
+        Ok(reg
+            .bindings
+            .get(topic)
+            .map(|b| {
+                b.iter()
+                    .map(|(q, p)| Binding::new(topic.clone(), q.clone(), p.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
