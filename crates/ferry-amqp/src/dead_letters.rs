@@ -12,18 +12,20 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions};
 use crate::driver::AmqpDriver;
 use crate::error::amqp_err;
 use crate::history::history_event;
+use crate::link::Link;
 use crate::names::{
     H_ATTEMPTS, H_DEAD_AT, H_FIRST_FAILED, H_LAST_ERROR, H_REASON, dlq_name, q_name,
 };
 use crate::stored::Stored;
 
 impl AmqpDriver {
-    /// Moves `stored` into the dead letters of `queue` (confirmed), then acks `tag`.
+    /// Moves `stored` into the dead letters of `queue` (confirmed), then acks `tag` on
+    /// `link`, the channel that holds the delivery.
     pub(crate) async fn to_dead_letters(
         &self,
+        link: &Link,
         queue: &QueueName,
         mut stored: Stored,
-        generation: u64,
         tag: u64,
         why: &str,
         error: Option<String>,
@@ -38,9 +40,9 @@ impl AmqpDriver {
             .internal
             .entry(H_FIRST_FAILED.into())
             .or_insert_with(|| now.to_string());
-        self.publish_one(&self.ch().await?, "", &dlq_name(queue), &stored)
+        self.publish_one(&link.channel, "", &dlq_name(queue), &stored)
             .await?;
-        self.ack_tag(generation, tag).await
+        self.ack_tag(link.generation, tag).await
     }
 
     /// Browses the dead letters of `queue` on a private channel, calling `act` with
@@ -113,46 +115,78 @@ impl DeadLetters for AmqpDriver {
         queue: &QueueName,
         query: DeadLetterQuery,
     ) -> Result<Vec<DeadLetter>> {
-        let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
-        Ok(all
-            .iter()
-            .map(|s| s.dead_letter(queue))
-            .filter(|d| query.reason.as_ref().is_none_or(|r| *r == d.reason))
-            .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
-            .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
-            .collect())
+        self.bounded(
+            "a dead-letter operation",
+            ErrorKind::Unavailable,
+            self.op_timeout * 11,
+            async {
+                let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
+                Ok(all
+                    .iter()
+                    .map(|s| s.dead_letter(queue))
+                    .filter(|d| query.reason.as_ref().is_none_or(|r| *r == d.reason))
+                    .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
+                    .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+                    .collect())
+            },
+        )
+        .await
     }
 
     async fn get_dead_letter(&self, queue: &QueueName, id: &str) -> Result<DeadLetter> {
-        let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
-        all.iter()
-            .rev()
-            .find(|s| s.id == id)
-            .map(|s| s.dead_letter(queue))
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::MessageNotFound,
-                    format!("queue '{queue}' has no dead letter '{id}'"),
-                )
-            })
+        self.bounded(
+            "a dead-letter operation",
+            ErrorKind::Unavailable,
+            self.op_timeout * 11,
+            async {
+                let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
+                all.iter()
+                    .rev()
+                    .find(|s| s.id == id)
+                    .map(|s| s.dead_letter(queue))
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::MessageNotFound,
+                            format!("queue '{queue}' has no dead letter '{id}'"),
+                        )
+                    })
+            },
+        )
+        .await
     }
 
     async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
-        let (_, ids) = self
-            .browse_dead_letters(queue, |s| selected(&selection, &s.id), true)
-            .await?;
-        let events = ids
-            .iter()
-            .map(|id| history_event(id, "requeued", 0, None))
-            .collect();
-        self.record(queue, events).await;
-        Ok(ids.len() as u64)
+        self.bounded(
+            "a dead-letter operation",
+            ErrorKind::Unavailable,
+            self.op_timeout * 11,
+            async {
+                let (_, ids) = self
+                    .browse_dead_letters(queue, |s| selected(&selection, &s.id), true)
+                    .await?;
+                let events = ids
+                    .iter()
+                    .map(|id| history_event(id, "requeued", 0, None))
+                    .collect();
+                self.record(queue, events).await;
+                Ok(ids.len() as u64)
+            },
+        )
+        .await
     }
 
     async fn delete_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
-        let (_, ids) = self
-            .browse_dead_letters(queue, |s| selected(&selection, &s.id), false)
-            .await?;
-        Ok(ids.len() as u64)
+        self.bounded(
+            "a dead-letter operation",
+            ErrorKind::Unavailable,
+            self.op_timeout * 11,
+            async {
+                let (_, ids) = self
+                    .browse_dead_letters(queue, |s| selected(&selection, &s.id), false)
+                    .await?;
+                Ok(ids.len() as u64)
+            },
+        )
+        .await
     }
 }

@@ -16,10 +16,12 @@ use lapin::Connection;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 
+use crate::bounded::per_item;
 use crate::delay::DELAY_LEVELS;
 use crate::error::amqp_err;
 use crate::history::history_event;
 use crate::lease::{Lease, token};
+use crate::link::Backoff;
 use crate::link::{Link, fastrand_like, open_channel, properties};
 use crate::names::{
     H_ATTEMPTS, H_EVENT, H_EVENT_AT, H_EVENT_ATTEMPT, H_EVENT_DETAIL, H_ROUTE_KEY, delay_name,
@@ -27,7 +29,7 @@ use crate::names::{
 };
 use crate::publish::{Target, publish_many};
 use crate::stored::Stored;
-use crate::url::{strip_queue_type, with_default_heartbeat};
+use crate::url::UrlOptions;
 
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
@@ -46,6 +48,9 @@ pub struct AmqpDriver {
     pub(crate) name: String,
     pub(crate) link: Mutex<Arc<Link>>,
     pub(crate) reconnecting: tokio::sync::Mutex<()>,
+    pub(crate) backoff: Mutex<Backoff>,
+    /// The longest one broker operation may take (the URL's `timeout=`).
+    pub(crate) op_timeout: Duration,
     pub(crate) next_generation: AtomicU64,
     pub(crate) quorum: bool,
     pub(crate) leases: Mutex<HashMap<String, Lease>>,
@@ -61,24 +66,50 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl AmqpDriver {
     /// Connects to `url` (`amqp://user:pass@host:port/vhost`, or `amqps://`). A
-    /// `queue_type=quorum` query parameter makes new queues quorum queues; other query
-    /// parameters (`heartbeat`, `frame_max`, ...) are lapin's.
+    /// `queue_type=quorum` query parameter makes new queues quorum queues, and
+    /// `timeout=MS` sets the longest one broker operation may take (default
+    /// [`DEFAULT_OP_TIMEOUT`](crate::DEFAULT_OP_TIMEOUT)); other query parameters
+    /// (`heartbeat`, default 10 s, `frame_max`, ...) are lapin's.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> ferry_core::Result<()> {
+    /// use ferry_core::{Driver, Message, QueueName, Topology, QueueOptions};
+    /// let driver = ferry_amqp::AmqpDriver::connect("amqp://guest:guest@127.0.0.1:5672/%2f").await?;
+    /// let q = QueueName::new("emails")?;
+    /// driver.create_queue(&q, QueueOptions::default()).await?;
+    /// driver.send(&q, vec![Message::new("hello")]).await?; // persistent and confirmed
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(url: &str) -> Result<AmqpDriver> {
-        let (url, quorum) = strip_queue_type(url)?;
-        let url = with_default_heartbeat(&url);
+        let UrlOptions {
+            url,
+            quorum,
+            op_timeout,
+        } = UrlOptions::parse(url)?;
         let base = u64::from(fastrand_like()) << 20;
         let name = format!("ferry-{}-{base:x}", std::process::id());
-        let connection = Arc::new(
-            Connection::connect(&url, properties(&name))
-                .await
-                .map_err(amqp_err)?,
-        );
-        let link = open_channel(connection, base).await?;
+        let opened = tokio::time::timeout(op_timeout, async {
+            let connection = Arc::new(
+                Connection::connect(&url, properties(&name))
+                    .await
+                    .map_err(amqp_err)?,
+            );
+            open_channel(connection, base).await
+        })
+        .await;
+        let link = opened.map_err(|_| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("rabbitmq: no answer while connecting within {op_timeout:?}"),
+            )
+        })??;
         Ok(AmqpDriver {
             url,
             name,
             link: Mutex::new(Arc::new(link)),
             reconnecting: tokio::sync::Mutex::new(()),
+            backoff: Mutex::new(Backoff::default()),
+            op_timeout,
             next_generation: AtomicU64::new(base + 1),
             quorum,
             leases: Mutex::new(HashMap::new()),
@@ -120,32 +151,40 @@ impl Driver for AmqpDriver {
     }
 
     async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport> {
-        self.limits.validate_batch(&batch)?;
-        let options = self.options(queue).await?;
-        let now = SystemTime::now();
-        let stored: Vec<Stored> = batch
-            .iter()
-            .map(|m| Stored::from_message(m, None))
-            .collect();
-        let items: Vec<(Target, &Stored)> = batch
-            .iter()
-            .zip(&stored)
-            .map(|(m, s)| {
-                (
-                    Target::queue_at(queue, m.visible_at(now, options.default_delay)),
-                    s,
-                )
-            })
-            .collect();
-        publish_many(&self.ch().await?, &items).await?;
-        let events = stored
-            .iter()
-            .map(|m| history_event(&m.id, "sent", 0, None))
-            .collect();
-        self.record(queue, events).await;
-        let mut report = SendReport::default();
-        report.enqueued = batch.len() as u64;
-        Ok(report)
+        self.bounded(
+            "a send",
+            ErrorKind::Indeterminate,
+            per_item(batch.len(), Duration::from_millis(5)),
+            async {
+                self.limits.validate_batch(&batch)?;
+                let options = self.options(queue).await?;
+                let now = SystemTime::now();
+                let stored: Vec<Stored> = batch
+                    .iter()
+                    .map(|m| Stored::from_message(m, None))
+                    .collect();
+                let items: Vec<(Target, &Stored)> = batch
+                    .iter()
+                    .zip(&stored)
+                    .map(|(m, s)| {
+                        (
+                            Target::queue_at(queue, m.visible_at(now, options.default_delay)),
+                            s,
+                        )
+                    })
+                    .collect();
+                publish_many(&self.ch().await?, &items).await?;
+                let events = stored
+                    .iter()
+                    .map(|m| history_event(&m.id, "sent", 0, None))
+                    .collect();
+                self.record(queue, events).await;
+                let mut report = SendReport::default();
+                report.enqueued = batch.len() as u64;
+                Ok(report)
+            },
+        )
+        .await
     }
 
     async fn publish(
@@ -154,260 +193,313 @@ impl Driver for AmqpDriver {
         route_key: &str,
         batch: Vec<Message>,
     ) -> Result<PublishReport> {
-        validate_route_key(route_key)?;
-        self.limits.validate_batch(&batch)?;
-        self.require_topic(topic).await?;
-        let queues: Vec<QueueName> = {
-            let reg = lock(&self.registry);
-            if !reg.topics.contains(topic) {
-                return Err(Error::topic_not_found(topic.as_str()));
-            }
-            let set: BTreeSet<QueueName> = reg
-                .bindings
-                .get(topic)
-                .map(|b| {
-                    b.iter()
-                        .filter(|(_, p)| route_matches(p, route_key))
-                        .map(|(q, _)| q.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            set.into_iter().collect()
-        };
-        let now = SystemTime::now();
-        let stored: Vec<Stored> = batch
-            .iter()
-            .map(|m| Stored::from_message(m, Some(route_key)))
-            .collect();
-        let mut items = Vec::new();
-        let mut enqueued = 0;
-        for (m, st) in batch.iter().zip(&stored) {
-            if m.delay().is_none() {
-                // RabbitMQ routes it; an unroutable message comes back as an error.
-                items.push((
-                    Target {
-                        exchange: topic_exchange(topic),
-                        key: route_key.to_string(),
-                    },
-                    st,
-                ));
-                enqueued += queues.len() as u64;
-            } else {
-                if queues.is_empty() {
-                    return Err(Error::unroutable(topic.as_str(), route_key));
+        self.bounded(
+            "a publish",
+            ErrorKind::Indeterminate,
+            per_item(batch.len(), Duration::from_millis(5)),
+            async {
+                validate_route_key(route_key)?;
+                self.limits.validate_batch(&batch)?;
+                self.require_topic(topic).await?;
+                let queues: Vec<QueueName> = {
+                    let reg = lock(&self.registry);
+                    if !reg.topics.contains(topic) {
+                        return Err(Error::topic_not_found(topic.as_str()));
+                    }
+                    let set: BTreeSet<QueueName> = reg
+                        .bindings
+                        .get(topic)
+                        .map(|b| {
+                            b.iter()
+                                .filter(|(_, p)| route_matches(p, route_key))
+                                .map(|(q, _)| q.clone())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    set.into_iter().collect()
+                };
+                let now = SystemTime::now();
+                let stored: Vec<Stored> = batch
+                    .iter()
+                    .map(|m| Stored::from_message(m, Some(route_key)))
+                    .collect();
+                let mut items = Vec::new();
+                let mut enqueued = 0;
+                for (m, st) in batch.iter().zip(&stored) {
+                    if m.delay().is_none() {
+                        // RabbitMQ routes it; an unroutable message comes back as an error.
+                        items.push((
+                            Target {
+                                exchange: topic_exchange(topic),
+                                key: route_key.to_string(),
+                            },
+                            st,
+                        ));
+                        enqueued += queues.len() as u64;
+                    } else {
+                        if queues.is_empty() {
+                            return Err(Error::unroutable(topic.as_str(), route_key));
+                        }
+                        for q in &queues {
+                            let default_delay = self.options(q).await?.default_delay;
+                            items.push((Target::queue_at(q, m.visible_at(now, default_delay)), st));
+                            enqueued += 1;
+                        }
+                    }
                 }
+                publish_many(&self.ch().await?, &items).await.map_err(|e| {
+                    if e.kind() == ErrorKind::Unroutable {
+                        Error::unroutable(topic.as_str(), route_key)
+                    } else {
+                        e
+                    }
+                })?;
                 for q in &queues {
-                    let default_delay = self.options(q).await?.default_delay;
-                    items.push((Target::queue_at(q, m.visible_at(now, default_delay)), st));
-                    enqueued += 1;
+                    let events = stored
+                        .iter()
+                        .map(|m| history_event(&m.id, "sent", 0, None))
+                        .collect();
+                    self.record(q, events).await;
                 }
-            }
-        }
-        publish_many(&self.ch().await?, &items).await.map_err(|e| {
-            if e.kind() == ErrorKind::Unroutable {
-                Error::unroutable(topic.as_str(), route_key)
-            } else {
-                e
-            }
-        })?;
-        for q in &queues {
-            let events = stored
-                .iter()
-                .map(|m| history_event(&m.id, "sent", 0, None))
-                .collect();
-            self.record(q, events).await;
-        }
-        let mut report = PublishReport::default();
-        report.queues = queues;
-        report.enqueued = enqueued;
-        Ok(report)
+                let mut report = PublishReport::default();
+                report.queues = queues;
+                report.enqueued = enqueued;
+                Ok(report)
+            },
+        )
+        .await
     }
 
     async fn receive(&self, queue: &QueueName, options: ReceiveOptions) -> Result<Vec<Delivery>> {
-        options.validate()?;
-        let qopts = self.options(queue).await?;
-        let lease_len = options.lease.unwrap_or(qopts.lease);
-        let deadline = tokio::time::Instant::now() + options.wait;
-        let name = q_name(queue);
-        loop {
-            self.sweep().await?;
-            let link = self.link().await?;
-            let mut out = Vec::new();
-            while out.len() < options.max {
-                let Some(m) = link
-                    .channel
-                    .basic_get(&name, BasicGetOptions { no_ack: false })
-                    .await
-                    .map_err(amqp_err)?
-                else {
-                    break;
-                };
-                let tag = m.delivery.delivery_tag;
-                let mut stored = Stored::from_amqp(&m.delivery.properties, m.delivery.data.clone());
-                if m.delivery.redelivered {
-                    // Its holder's channel died unsettled (ferry itself never requeues
-                    // with nack): that delivery counts as an attempt.
-                    let attempts = stored.attempts() + 1;
-                    stored
-                        .internal
-                        .insert(H_ATTEMPTS.into(), attempts.to_string());
-                    let id = stored.id.clone();
-                    let event = if attempts >= qopts.max_attempts {
-                        self.to_dead_letters(
-                            queue,
-                            stored,
-                            link.generation,
-                            tag,
-                            reason::LEASE_EXPIRED,
-                            None,
-                        )
-                        .await?;
-                        history_event(
-                            &id,
-                            "dead_lettered",
-                            attempts,
-                            Some(reason::LEASE_EXPIRED.into()),
-                        )
-                    } else {
-                        self.publish_one(&link.channel, "", &name, &stored).await?;
-                        self.ack_tag(link.generation, tag).await?;
-                        history_event(&id, "lease_expired", attempts, None)
-                    };
-                    self.record(queue, vec![event]).await;
-                    continue;
+        let received = self
+            .bounded("a receive", ErrorKind::Unavailable, options.wait, async {
+                options.validate()?;
+                let qopts = self.options(queue).await?;
+                let lease_len = options.lease.unwrap_or(qopts.lease);
+                let deadline = tokio::time::Instant::now() + options.wait;
+                let name = q_name(queue);
+                loop {
+                    self.sweep().await;
+                    let link = self.link().await?;
+                    let mut out = Vec::new();
+                    while out.len() < options.max {
+                        let Some(m) = link
+                            .channel
+                            .basic_get(&name, BasicGetOptions { no_ack: false })
+                            .await
+                            .map_err(amqp_err)?
+                        else {
+                            break;
+                        };
+                        let tag = m.delivery.delivery_tag;
+                        let mut stored =
+                            Stored::from_amqp(&m.delivery.properties, m.delivery.data.clone());
+                        if m.delivery.redelivered {
+                            // Its holder's channel died unsettled (ferry itself never requeues
+                            // with nack): that delivery counts as an attempt.
+                            let attempts = stored.attempts() + 1;
+                            stored
+                                .internal
+                                .insert(H_ATTEMPTS.into(), attempts.to_string());
+                            let id = stored.id.clone();
+                            let event = if attempts >= qopts.max_attempts {
+                                self.to_dead_letters(
+                                    &link,
+                                    queue,
+                                    stored,
+                                    tag,
+                                    reason::LEASE_EXPIRED,
+                                    None,
+                                )
+                                .await?;
+                                history_event(
+                                    &id,
+                                    "dead_lettered",
+                                    attempts,
+                                    Some(reason::LEASE_EXPIRED.into()),
+                                )
+                            } else {
+                                self.publish_one(&link.channel, "", &name, &stored).await?;
+                                self.ack_tag(link.generation, tag).await?;
+                                history_event(&id, "lease_expired", attempts, None)
+                            };
+                            self.record(queue, vec![event]).await;
+                            continue;
+                        }
+                        let attempt = stored.attempts() + 1;
+                        let until = SystemTime::now() + lease_len;
+                        let token = token(link.generation, tag);
+                        out.push(Delivery {
+                            id: stored.id.clone(),
+                            queue: queue.clone(),
+                            payload: stored.payload.clone(),
+                            headers: stored.headers.clone(),
+                            route_key: stored.internal.get(H_ROUTE_KEY).cloned(),
+                            priority: stored.priority,
+                            enqueued_at: stored.enqueued_at(),
+                            attempt,
+                            lease_until: until,
+                            receipt: Receipt::new(queue.clone(), stored.id.clone(), token.clone()),
+                        });
+                        lock(&self.leases).insert(
+                            token,
+                            Lease {
+                                queue: queue.clone(),
+                                generation: link.generation,
+                                tag,
+                                until,
+                                attempt,
+                                max_attempts: qopts.max_attempts,
+                                stored,
+                            },
+                        );
+                    }
+                    if !out.is_empty() || tokio::time::Instant::now() >= deadline {
+                        let events = out
+                            .iter()
+                            .map(|d| history_event(&d.id, "delivered", d.attempt, None))
+                            .collect();
+                        self.record(queue, events).await;
+                        return Ok(out);
+                    }
+                    tokio::time::sleep(POLL).await;
                 }
-                let attempt = stored.attempts() + 1;
-                let until = SystemTime::now() + lease_len;
-                let token = token(link.generation, tag);
-                out.push(Delivery {
-                    id: stored.id.clone(),
-                    queue: queue.clone(),
-                    payload: stored.payload.clone(),
-                    headers: stored.headers.clone(),
-                    route_key: stored.internal.get(H_ROUTE_KEY).cloned(),
-                    priority: stored.priority,
-                    enqueued_at: stored.enqueued_at(),
-                    attempt,
-                    lease_until: until,
-                    receipt: Receipt::new(queue.clone(), stored.id.clone(), token.clone()),
-                });
-                lock(&self.leases).insert(
-                    token,
-                    Lease {
-                        queue: queue.clone(),
-                        generation: link.generation,
-                        tag,
-                        until,
-                        attempt,
-                        max_attempts: qopts.max_attempts,
-                        stored,
-                    },
-                );
+            })
+            .await;
+        // A channel lost in the middle of a receive is an outage, not a bad receipt of
+        // the caller's: the caller retries.
+        received.map_err(|e| {
+            if e.kind() == ErrorKind::StaleReceipt {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!("rabbitmq: the channel was lost during a receive: {e}"),
+                )
+            } else {
+                e
             }
-            if !out.is_empty() || tokio::time::Instant::now() >= deadline {
-                let events = out
-                    .iter()
-                    .map(|d| history_event(&d.id, "delivered", d.attempt, None))
-                    .collect();
-                self.record(queue, events).await;
-                return Ok(out);
-            }
-            tokio::time::sleep(POLL).await;
-        }
+        })
     }
 
     async fn settle(&self, batch: Vec<Settlement>) -> Result<Vec<Result<()>>> {
-        self.sweep().await?;
-        let mut out = Vec::with_capacity(batch.len());
-        for s in batch {
-            match self.settle_one_inner(s).await {
-                Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
-                r => out.push(r),
-            }
-        }
-        Ok(out)
+        self.bounded(
+            "a settle",
+            ErrorKind::Unavailable,
+            per_item(batch.len(), Duration::from_millis(20)),
+            async {
+                self.sweep().await;
+                let mut out = Vec::with_capacity(batch.len());
+                for s in batch {
+                    match self.settle_one_inner(s).await {
+                        Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
+                        r => out.push(r),
+                    }
+                }
+                Ok(out)
+            },
+        )
+        .await
     }
 
     async fn extend(&self, receipt: &Receipt, lease: Duration) -> Result<SystemTime> {
-        if lease < Duration::from_millis(1) || lease > ferry_core::MAX_LEASE {
-            return Err(Error::invalid_input("lease must be between 1ms and 7d"));
-        }
-        self.sweep().await?;
-        let mut leases = lock(&self.leases);
-        match leases.get_mut(receipt.token()) {
-            Some(l) if l.queue == *receipt.queue() && l.stored.id == receipt.message_id() => {
-                l.until = SystemTime::now() + lease;
-                Ok(l.until)
+        self.bounded("an extend", ErrorKind::Unavailable, Duration::ZERO, async {
+            if lease < Duration::from_millis(1) || lease > ferry_core::MAX_LEASE {
+                return Err(Error::invalid_input("lease must be between 1ms and 7d"));
             }
-            _ => Err(Error::stale_receipt(
-                receipt.queue().as_str(),
-                receipt.message_id(),
-            )),
-        }
+            self.sweep().await;
+            let mut leases = lock(&self.leases);
+            match leases.get_mut(receipt.token()) {
+                Some(l) if l.queue == *receipt.queue() && l.stored.id == receipt.message_id() => {
+                    l.until = SystemTime::now() + lease;
+                    Ok(l.until)
+                }
+                _ => Err(Error::stale_receipt(
+                    receipt.queue().as_str(),
+                    receipt.message_id(),
+                )),
+            }
+        })
+        .await
     }
 
     async fn history(&self, queue: &QueueName, id: &str) -> Result<Vec<HistoryEvent>> {
-        self.options(queue).await?;
-        let _guard = self.history_lock.lock().await;
-        let ch = self
-            .link()
-            .await?
-            .connection
-            .create_channel()
-            .await
-            .map_err(amqp_err)?;
-        let mut events = Vec::new();
-        let result: Result<()> = async {
-            while let Some(m) = ch
-                .basic_get(&history_name(queue), BasicGetOptions { no_ack: false })
-                .await
-                .map_err(amqp_err)?
-            {
-                let record = Stored::from_amqp(&m.delivery.properties, Vec::new());
-                if record.id != id {
-                    continue;
+        self.bounded(
+            "a history lookup",
+            ErrorKind::Unavailable,
+            self.op_timeout * 9,
+            async {
+                self.options(queue).await?;
+                let _guard = self.history_lock.lock().await;
+                let ch = self
+                    .link()
+                    .await?
+                    .connection
+                    .create_channel()
+                    .await
+                    .map_err(amqp_err)?;
+                let mut events = Vec::new();
+                let result: Result<()> = async {
+                    while let Some(m) = ch
+                        .basic_get(&history_name(queue), BasicGetOptions { no_ack: false })
+                        .await
+                        .map_err(amqp_err)?
+                    {
+                        let record = Stored::from_amqp(&m.delivery.properties, Vec::new());
+                        if record.id != id {
+                            continue;
+                        }
+                        events.push(HistoryEvent::new(
+                            record
+                                .int(H_EVENT_AT)
+                                .map(from_millis)
+                                .unwrap_or(SystemTime::UNIX_EPOCH),
+                            record.internal.get(H_EVENT).cloned().unwrap_or_default(),
+                            record
+                                .int(H_EVENT_ATTEMPT)
+                                .and_then(|a| u32::try_from(a).ok())
+                                .unwrap_or(0),
+                            record.internal.get(H_EVENT_DETAIL).cloned(),
+                        ));
+                    }
+                    Ok(())
                 }
-                events.push(HistoryEvent::new(
-                    record
-                        .int(H_EVENT_AT)
-                        .map(from_millis)
-                        .unwrap_or(SystemTime::UNIX_EPOCH),
-                    record.internal.get(H_EVENT).cloned().unwrap_or_default(),
-                    record
-                        .int(H_EVENT_ATTEMPT)
-                        .and_then(|a| u32::try_from(a).ok())
-                        .unwrap_or(0),
-                    record.internal.get(H_EVENT_DETAIL).cloned(),
-                ));
-            }
-            Ok(())
-        }
-        .await;
-        let _ = ch.close(200, "ok").await;
-        result?;
-        Ok(events)
+                .await;
+                let _ = ch.close(200, "ok").await;
+                result?;
+                Ok(events)
+            },
+        )
+        .await
     }
 
     async fn stats(&self, queue: Option<&QueueName>) -> Result<Vec<QueueStats>> {
-        self.sweep().await?;
-        let names: Vec<QueueName> = match queue {
-            Some(q) => {
-                self.options(q).await?;
-                vec![q.clone()]
-            }
-            None => lock(&self.registry).queues.keys().cloned().collect(),
-        };
-        let mut out = Vec::new();
-        for q in names {
-            let ready = self.count(&q_name(&q)).await?;
-            let dead = self.count(&dlq_name(&q)).await?;
-            let mut delayed = 0;
-            for k in 0..DELAY_LEVELS {
-                delayed += self.count(&delay_name(&q, k)).await?;
-            }
-            let in_flight = lock(&self.leases).values().filter(|l| l.queue == q).count() as u64;
-            out.push(QueueStats::new(q.as_str(), ready, delayed, in_flight, dead));
-        }
-        Ok(out)
+        self.bounded(
+            "a stats call",
+            ErrorKind::Unavailable,
+            self.op_timeout,
+            async {
+                self.sweep().await;
+                let names: Vec<QueueName> = match queue {
+                    Some(q) => {
+                        self.options(q).await?;
+                        vec![q.clone()]
+                    }
+                    None => lock(&self.registry).queues.keys().cloned().collect(),
+                };
+                let mut out = Vec::new();
+                for q in names {
+                    let ready = self.count(&q_name(&q)).await?;
+                    let dead = self.count(&dlq_name(&q)).await?;
+                    let mut delayed = 0;
+                    for k in 0..DELAY_LEVELS {
+                        delayed += self.count(&delay_name(&q, k)).await?;
+                    }
+                    let in_flight =
+                        lock(&self.leases).values().filter(|l| l.queue == q).count() as u64;
+                    out.push(QueueStats::new(q.as_str(), ready, delayed, in_flight, dead));
+                }
+                Ok(out)
+            },
+        )
+        .await
     }
 }

@@ -1,7 +1,8 @@
 //! Leases (unacked deliveries held by this driver) and their receipts: sweeping expired
 //! ones and settling.
 
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use ferry_core::time::to_millis;
 use ferry_core::{Error, ErrorKind, QueueName, Result, SettleAction, Settlement, reason};
@@ -10,6 +11,7 @@ use lapin::options::BasicAckOptions;
 use crate::driver::{AmqpDriver, lock};
 use crate::error::amqp_err;
 use crate::history::history_event;
+use crate::link::Link;
 use crate::names::{H_ATTEMPTS, H_FIRST_FAILED, H_LAST_ERROR, q_name};
 use crate::stored::Stored;
 
@@ -31,8 +33,10 @@ pub(crate) fn token(generation: u64, tag: u64) -> String {
 }
 
 impl AmqpDriver {
-    /// Acks a delivery tag on the driver's channel.
-    pub(crate) async fn ack_tag(&self, generation: u64, tag: u64) -> Result<()> {
+    /// The link that holds deliveries of channel `generation`, or `StaleReceipt` if that
+    /// channel is gone (the broker has returned its deliveries to their queues, so
+    /// nothing may be republished or acked for them).
+    pub(crate) async fn holder(&self, generation: u64) -> Result<Arc<Link>> {
         let link = self.link().await?;
         if link.generation != generation {
             return Err(Error::new(
@@ -40,15 +44,25 @@ impl AmqpDriver {
                 "the channel of this delivery is gone; the broker has requeued it",
             ));
         }
-        link.channel
+        Ok(link)
+    }
+
+    /// Acks a delivery tag on the channel that holds it.
+    pub(crate) async fn ack_tag(&self, generation: u64, tag: u64) -> Result<()> {
+        self.holder(generation)
+            .await?
+            .channel
             .basic_ack(tag, BasicAckOptions::default())
             .await
             .map_err(amqp_err)
     }
 
     /// Handles every expired lease: counts the attempt and republishes, or dead-letters
-    /// on the last attempt; then acks the original.
-    pub(crate) async fn sweep(&self) -> Result<()> {
+    /// on the last attempt; then acks the original. Never fails: a lease whose channel
+    /// is gone is dropped (the broker has returned the delivery, and the next receiver
+    /// counts it), and one that could not be handled for another reason is kept and
+    /// tried again a second later.
+    pub(crate) async fn sweep(&self) {
         let now = SystemTime::now();
         let expired: Vec<Lease> = {
             let mut leases = lock(&self.leases);
@@ -60,36 +74,65 @@ impl AmqpDriver {
             keys.iter().filter_map(|k| leases.remove(k)).collect()
         };
         for lease in expired {
-            let mut stored = lease.stored;
-            stored
-                .internal
-                .insert(H_ATTEMPTS.into(), lease.attempt.to_string());
-            let id = stored.id.clone();
-            let event = if lease.attempt >= lease.max_attempts {
-                self.to_dead_letters(
-                    &lease.queue,
-                    stored,
-                    lease.generation,
-                    lease.tag,
-                    reason::LEASE_EXPIRED,
-                    None,
-                )
-                .await?;
-                history_event(
-                    &id,
-                    "dead_lettered",
-                    lease.attempt,
-                    Some(reason::LEASE_EXPIRED.into()),
-                )
-            } else {
-                self.publish_one(&self.ch().await?, "", &q_name(&lease.queue), &stored)
-                    .await?;
-                self.ack_tag(lease.generation, lease.tag).await?;
-                history_event(&id, "lease_expired", lease.attempt, None)
-            };
-            self.record(&lease.queue, vec![event]).await;
+            let (queue, generation, tag, attempt) = (
+                lease.queue.clone(),
+                lease.generation,
+                lease.tag,
+                lease.attempt,
+            );
+            let id = lease.stored.id.clone();
+            let last = attempt >= lease.max_attempts;
+            match self.expire(&lease).await {
+                Ok(()) => {
+                    let event = if last {
+                        history_event(
+                            &id,
+                            "dead_lettered",
+                            attempt,
+                            Some(reason::LEASE_EXPIRED.into()),
+                        )
+                    } else {
+                        history_event(&id, "lease_expired", attempt, None)
+                    };
+                    self.record(&queue, vec![event]).await;
+                }
+                Err(e) if e.kind() == ErrorKind::StaleReceipt => {}
+                Err(e) => {
+                    tracing::warn!(queue = %queue, id = %id, error = %e, "rabbitmq: expired lease not handled yet; trying again soon");
+                    if lock(&self.link).generation == generation {
+                        let mut lease = lease;
+                        lease.until = SystemTime::now() + Duration::from_secs(1);
+                        lock(&self.leases).insert(token(generation, tag), lease);
+                    }
+                }
+            }
         }
-        Ok(())
+    }
+
+    /// Republishes an expired lease's message with its attempt counted (or moves it to
+    /// the dead letters on its last attempt), then acks the original, all on the channel
+    /// that holds it.
+    async fn expire(&self, lease: &Lease) -> Result<()> {
+        let link = self.holder(lease.generation).await?;
+        let mut stored = lease.stored.clone();
+        stored
+            .internal
+            .insert(H_ATTEMPTS.into(), lease.attempt.to_string());
+        if lease.attempt >= lease.max_attempts {
+            self.to_dead_letters(
+                &link,
+                &lease.queue,
+                stored,
+                lease.tag,
+                reason::LEASE_EXPIRED,
+                None,
+            )
+            .await
+        } else {
+            self.publish_one(&link.channel, "", &q_name(&lease.queue), &stored)
+                .await?;
+            self.ack_tag(lease.generation, lease.tag).await
+        }
     }
 
     pub(crate) async fn settle_one_inner(&self, settlement: Settlement) -> Result<()> {
@@ -139,6 +182,9 @@ impl AmqpDriver {
     }
 
     pub(crate) async fn apply(&self, lease: Lease, action: SettleAction) -> Result<()> {
+        // Nothing is republished for a delivery whose channel is gone: the broker has
+        // returned it already, and a copy would be a duplicate.
+        let link = self.holder(lease.generation).await?;
         match action {
             SettleAction::Ack => self.ack_tag(lease.generation, lease.tag).await,
             SettleAction::Release => {
@@ -146,7 +192,7 @@ impl AmqpDriver {
                 // ready again at once, behind the messages that were ready before it.
                 // (A `basic.nack` with requeue would keep its place, but the broker
                 // applies it asynchronously, so a stats call just after could miss it.)
-                self.publish_one(&self.ch().await?, "", &q_name(&lease.queue), &lease.stored)
+                self.publish_one(&link.channel, "", &q_name(&lease.queue), &lease.stored)
                     .await?;
                 self.ack_tag(lease.generation, lease.tag).await
             }
@@ -162,7 +208,8 @@ impl AmqpDriver {
                     .internal
                     .entry(H_FIRST_FAILED.into())
                     .or_insert_with(|| to_millis(SystemTime::now()).to_string());
-                self.enqueue_at(&lease.queue, &stored, not_before).await?;
+                self.enqueue_at(&link.channel, &lease.queue, &stored, not_before)
+                    .await?;
                 self.ack_tag(lease.generation, lease.tag).await
             }
             SettleAction::DeadLetter { reason, error } => {
@@ -170,15 +217,8 @@ impl AmqpDriver {
                 stored
                     .internal
                     .insert(H_ATTEMPTS.into(), lease.attempt.to_string());
-                self.to_dead_letters(
-                    &lease.queue,
-                    stored,
-                    lease.generation,
-                    lease.tag,
-                    &reason,
-                    error,
-                )
-                .await
+                self.to_dead_letters(&link, &lease.queue, stored, lease.tag, &reason, error)
+                    .await
             }
         }
     }

@@ -85,13 +85,20 @@
 //! # Connection
 //!
 //! One connection (named `ferry-<pid>-<hex>`, see [`AmqpDriver::connection_name`]) with
-//! heartbeats (10 s unless the URL sets `heartbeat=`) and one confirm-mode channel. A
-//! call that finds the channel or connection gone opens a new one first, retrying with
-//! doubling pauses ([`RECONNECT_TRIES`] tries from 100 ms), and fails with `Unavailable`
-//! after that. A new channel is a new receipt generation: the leases of the old one
-//! are dropped (the broker already returned those deliveries to their queues) and their
-//! receipts are stale.
+//! heartbeats (10 s unless the URL sets `heartbeat=`) and one confirm-mode channel.
+//! Every call is bounded by the operation timeout (`timeout=MS` in the URL, default
+//! [`DEFAULT_OP_TIMEOUT`]): a call the broker does not answer in time fails
+//! (`Indeterminate` for send and publish, `Unavailable` otherwise) and marks the
+//! connection broken, so a silent (half-open) connection is replaced at the first
+//! unanswered call instead of after the heartbeats give up. A call that finds the
+//! channel or connection gone or broken opens a new one first; while that fails, the
+//! tries are spaced from [`RECONNECT_PAUSE`] doubling to [`RECONNECT_PAUSE_MAX`] and
+//! calls in between fail fast with `Unavailable` (the consumer runtime retries them).
+//! A new channel is a new receipt generation: the leases of the old one are dropped
+//! (the broker already returned those deliveries to their queues) and their receipts
+//! are stale, so an ack for a delivery of a dead channel is never sent on the new one.
 
+mod bounded;
 mod dead_letters;
 mod declare;
 mod delay;
@@ -110,4 +117,5 @@ mod url;
 pub use declare::{HISTORY_RETENTION, MAX_PRIORITY};
 pub use delay::DELAY_LEVELS;
 pub use driver::AmqpDriver;
-pub use link::RECONNECT_TRIES;
+pub use link::{RECONNECT_PAUSE, RECONNECT_PAUSE_MAX};
+pub use url::DEFAULT_OP_TIMEOUT;

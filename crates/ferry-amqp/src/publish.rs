@@ -37,11 +37,12 @@ impl AmqpDriver {
     /// Puts `stored` into `queue`, ready at `at`: directly, or through the delay levels.
     pub(crate) async fn enqueue_at(
         &self,
+        channel: &Channel,
         queue: &QueueName,
         stored: &Stored,
         at: SystemTime,
     ) -> Result<()> {
-        publish_many(&self.ch().await?, &[(Target::queue_at(queue, at), stored)]).await
+        publish_many(channel, &[(Target::queue_at(queue, at), stored)]).await
     }
 }
 

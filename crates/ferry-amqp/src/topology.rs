@@ -17,6 +17,8 @@ use crate::error::{amqp_err, is_not_found};
 use crate::names::{
     delay_name, deliver_exchange, dlq_name, history_name, options_name, q_name, topic_exchange,
 };
+use ferry_core::ErrorKind;
+use std::time::Duration;
 
 impl AmqpDriver {
     /// `TopicNotFound` unless the topic is known here or its exchange exists on the
@@ -58,160 +60,236 @@ impl AmqpDriver {
 #[async_trait]
 impl Topology for AmqpDriver {
     async fn create_queue(&self, queue: &QueueName, options: QueueOptions) -> Result<()> {
-        options.validate()?;
-        self.declare_all(queue).await?;
-        self.write_options(queue, options).await?;
-        lock(&self.registry).queues.insert(queue.clone(), options);
-        Ok(())
+        self.bounded(
+            "a topology change",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async {
+                options.validate()?;
+                self.declare_all(queue).await?;
+                self.write_options(queue, options).await?;
+                lock(&self.registry).queues.insert(queue.clone(), options);
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn get_queue(&self, queue: &QueueName) -> Result<QueueInfo> {
-        Ok(QueueInfo::new(queue.clone(), self.options(queue).await?))
+        self.bounded(
+            "a topology lookup",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async { Ok(QueueInfo::new(queue.clone(), self.options(queue).await?)) },
+        )
+        .await
     }
 
     async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
-        Ok(lock(&self.registry)
-            .queues
-            .iter()
-            .map(|(n, o)| QueueInfo::new(n.clone(), *o))
-            .collect())
+        self.bounded(
+            "a topology lookup",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async {
+                Ok(lock(&self.registry)
+                    .queues
+                    .iter()
+                    .map(|(n, o)| QueueInfo::new(n.clone(), *o))
+                    .collect())
+            },
+        )
+        .await
     }
 
     async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
-        self.options(queue).await?;
-        let del = QueueDeleteOptions::default();
-        self.ch()
-            .await?
-            .queue_delete(&q_name(queue), del)
-            .await
-            .map_err(amqp_err)?;
-        self.ch()
-            .await?
-            .queue_delete(&dlq_name(queue), del)
-            .await
-            .map_err(amqp_err)?;
-        self.ch()
-            .await?
-            .queue_delete(&options_name(queue), del)
-            .await
-            .map_err(amqp_err)?;
-        self.ch()
-            .await?
-            .queue_delete(&history_name(queue), del)
-            .await
-            .map_err(amqp_err)?;
-        for k in 0..DELAY_LEVELS {
-            let name = delay_name(queue, k);
-            self.ch()
-                .await?
-                .queue_delete(&name, del)
-                .await
-                .map_err(amqp_err)?;
-            self.ch()
-                .await?
-                .exchange_delete(&name, ExchangeDeleteOptions::default())
-                .await
-                .map_err(amqp_err)?;
-        }
-        self.ch()
-            .await?
-            .exchange_delete(&deliver_exchange(queue), ExchangeDeleteOptions::default())
-            .await
-            .map_err(amqp_err)?;
-        lock(&self.leases).retain(|_, l| l.queue != *queue);
-        let mut reg = lock(&self.registry);
-        reg.queues.remove(queue);
-        for set in reg.bindings.values_mut() {
-            set.retain(|(q, _)| q != queue);
-        }
-        Ok(())
+        self.bounded(
+            "a topology change",
+            ErrorKind::Unavailable,
+            self.op_timeout,
+            async {
+                self.options(queue).await?;
+                let del = QueueDeleteOptions::default();
+                self.ch()
+                    .await?
+                    .queue_delete(&q_name(queue), del)
+                    .await
+                    .map_err(amqp_err)?;
+                self.ch()
+                    .await?
+                    .queue_delete(&dlq_name(queue), del)
+                    .await
+                    .map_err(amqp_err)?;
+                self.ch()
+                    .await?
+                    .queue_delete(&options_name(queue), del)
+                    .await
+                    .map_err(amqp_err)?;
+                self.ch()
+                    .await?
+                    .queue_delete(&history_name(queue), del)
+                    .await
+                    .map_err(amqp_err)?;
+                for k in 0..DELAY_LEVELS {
+                    let name = delay_name(queue, k);
+                    self.ch()
+                        .await?
+                        .queue_delete(&name, del)
+                        .await
+                        .map_err(amqp_err)?;
+                    self.ch()
+                        .await?
+                        .exchange_delete(&name, ExchangeDeleteOptions::default())
+                        .await
+                        .map_err(amqp_err)?;
+                }
+                self.ch()
+                    .await?
+                    .exchange_delete(&deliver_exchange(queue), ExchangeDeleteOptions::default())
+                    .await
+                    .map_err(amqp_err)?;
+                lock(&self.leases).retain(|_, l| l.queue != *queue);
+                let mut reg = lock(&self.registry);
+                reg.queues.remove(queue);
+                for set in reg.bindings.values_mut() {
+                    set.retain(|(q, _)| q != queue);
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn create_topic(&self, topic: &TopicName) -> Result<()> {
-        self.declare_exchange(&topic_exchange(topic)).await?;
-        lock(&self.registry).topics.insert(topic.clone());
-        Ok(())
+        self.bounded(
+            "a topology change",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async {
+                self.declare_exchange(&topic_exchange(topic)).await?;
+                lock(&self.registry).topics.insert(topic.clone());
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn list_topics(&self) -> Result<Vec<TopicName>> {
-        Ok(lock(&self.registry).topics.iter().cloned().collect())
+        self.bounded(
+            "a topology lookup",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async { Ok(lock(&self.registry).topics.iter().cloned().collect()) },
+        )
+        .await
     }
 
     async fn delete_topic(&self, topic: &TopicName) -> Result<()> {
-        self.ch()
-            .await?
-            .exchange_delete(&topic_exchange(topic), ExchangeDeleteOptions::default())
-            .await
-            .map_err(amqp_err)?;
-        let mut reg = lock(&self.registry);
-        reg.topics.remove(topic);
-        reg.bindings.remove(topic);
-        Ok(())
+        self.bounded(
+            "a topology change",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async {
+                self.ch()
+                    .await?
+                    .exchange_delete(&topic_exchange(topic), ExchangeDeleteOptions::default())
+                    .await
+                    .map_err(amqp_err)?;
+                let mut reg = lock(&self.registry);
+                reg.topics.remove(topic);
+                reg.bindings.remove(topic);
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn bind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()> {
-        self.require_topic(topic).await?;
-        validate_pattern(pattern)?;
-        self.options(queue).await?;
-        self.ch()
-            .await?
-            .queue_bind(
-                &q_name(queue),
-                &topic_exchange(topic),
-                pattern,
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(amqp_err)?;
-        lock(&self.registry)
-            .bindings
-            .entry(topic.clone())
-            .or_default()
-            .insert((queue.clone(), pattern.to_string()));
-        Ok(())
+        self.bounded(
+            "a topology change",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async {
+                self.require_topic(topic).await?;
+                validate_pattern(pattern)?;
+                self.options(queue).await?;
+                self.ch()
+                    .await?
+                    .queue_bind(
+                        &q_name(queue),
+                        &topic_exchange(topic),
+                        pattern,
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(amqp_err)?;
+                lock(&self.registry)
+                    .bindings
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert((queue.clone(), pattern.to_string()));
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn unbind(&self, topic: &TopicName, queue: &QueueName, pattern: &str) -> Result<()> {
-        let known = lock(&self.registry)
-            .bindings
-            .get(topic)
-            .is_some_and(|b| b.contains(&(queue.clone(), pattern.to_string())));
-        if !known {
-            return Err(Error::invalid_input(format!(
-                "topic '{topic}' has no binding of queue '{queue}' with pattern '{pattern}'"
-            )));
-        }
-        self.ch()
-            .await?
-            .queue_unbind(
-                &q_name(queue),
-                &topic_exchange(topic),
-                pattern,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(amqp_err)?;
-        if let Some(b) = lock(&self.registry).bindings.get_mut(topic) {
-            b.remove(&(queue.clone(), pattern.to_string()));
-        }
-        Ok(())
+        self.bounded(
+            "a topology change",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async {
+                let known = lock(&self.registry)
+                    .bindings
+                    .get(topic)
+                    .is_some_and(|b| b.contains(&(queue.clone(), pattern.to_string())));
+                if !known {
+                    return Err(Error::invalid_input(format!(
+                        "topic '{topic}' has no binding of queue '{queue}' with pattern '{pattern}'"
+                    )));
+                }
+                self.ch()
+                    .await?
+                    .queue_unbind(
+                        &q_name(queue),
+                        &topic_exchange(topic),
+                        pattern,
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(amqp_err)?;
+                if let Some(b) = lock(&self.registry).bindings.get_mut(topic) {
+                    b.remove(&(queue.clone(), pattern.to_string()));
+                }
+                Ok(())
+            },
+        )
+        .await
     }
 
     async fn list_bindings(&self, topic: &TopicName) -> Result<Vec<Binding>> {
-        self.require_topic(topic).await?;
-        let reg = lock(&self.registry);
-        if !reg.topics.contains(topic) {
-            return Err(Error::topic_not_found(topic.as_str()));
-        }
-        Ok(reg
-            .bindings
-            .get(topic)
-            .map(|b| {
-                b.iter()
-                    .map(|(q, p)| Binding::new(topic.clone(), q.clone(), p.clone()))
-                    .collect()
-            })
-            .unwrap_or_default())
+        self.bounded(
+            "a topology lookup",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async {
+                self.require_topic(topic).await?;
+                let reg = lock(&self.registry);
+                if !reg.topics.contains(topic) {
+                    return Err(Error::topic_not_found(topic.as_str()));
+                }
+                Ok(reg
+                    .bindings
+                    .get(topic)
+                    .map(|b| {
+                        b.iter()
+                            .map(|(q, p)| Binding::new(topic.clone(), q.clone(), p.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default())
+            },
+        )
+        .await
     }
 }

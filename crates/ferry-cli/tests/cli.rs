@@ -393,7 +393,7 @@ fn bad_input_is_one_line_and_exit_2() {
 #[test]
 fn unsupported_backend_exits_1() {
     let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
-        .args(["--backend", "amqp://localhost:5672", "stats"])
+        .args(["--backend", "postgres://localhost:5432/test", "stats"])
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
@@ -535,6 +535,49 @@ fn redis_backend_send_consume_stats() {
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("acked"),
         "{}",
+        stderr(&out)
+    );
+    let out = run(&["queue", "delete", &queue]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The binary speaks to the machine's RabbitMQ too (`--backend amqp://...`): each
+/// command is its own process and connection, so the queue, its messages and their
+/// history live on the broker, not in the CLI.
+#[test]
+fn rabbitmq_backend_send_consume_inspect() {
+    let mut env = Env::new();
+    env.backend = "amqp://guest:guest@127.0.0.1:5672/%2f".to_string();
+    let queue = format!("cli-amqp-{}-{}", std::process::id(), fastrand::u32(..));
+    let run = |args: &[&str]| env.ferry(args);
+    let out = run(&["queue", "create", &queue, "--max-attempts", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (id, body) in [("a1", "fine"), ("a2", "broken")] {
+        let out = run(&["send", &queue, body, "--id", id]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = run(&[
+        "consume",
+        &queue,
+        "--exec",
+        "grep -q fine",
+        "--until-empty",
+        "--backoff",
+        "10ms",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("acked 1"), "{}", stderr(&out));
+    let out = run(&["inspect", &queue, "a1"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("acked"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["dlq", "list", &queue]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("a2"),
+        "the failing message is a dead letter on the broker: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         stderr(&out)
     );
     let out = run(&["queue", "delete", &queue]);

@@ -39,6 +39,9 @@
 
 pub use ferry_core::*;
 
+/// The RabbitMQ backend (`amqp://`, `amqps://` URLs): see [`amqp::AmqpDriver`].
+#[cfg(feature = "amqp")]
+pub use ferry_amqp as amqp;
 /// The embedded, durable, on-disk backend (`file:` URLs): see [`embedded::EmbeddedDriver`].
 #[cfg(feature = "embedded")]
 pub use ferry_embedded as embedded;
@@ -64,7 +67,15 @@ const SERVER_SCHEMES: &[&str] = &[
 ];
 
 /// The URL forms this build accepts, for error messages.
-fn available() -> &'static str {
+fn available() -> String {
+    let mut forms = available_without_amqp().to_string();
+    if cfg!(feature = "amqp") {
+        forms.push_str(", or amqp[s]://USER:PASS@HOST:PORT/VHOST (through connect_async)");
+    }
+    forms
+}
+
+fn available_without_amqp() -> &'static str {
     match (cfg!(feature = "embedded"), cfg!(feature = "redis")) {
         (true, true) => {
             "file:PATH (embedded, like file:./ferry-data), memory:, or redis[s]://HOST:PORT, redis+sentinel://HOSTS/MASTER, redis+cluster://HOSTS (through connect_async)"
@@ -78,7 +89,8 @@ fn available() -> &'static str {
 }
 
 /// Opens the backend named by `url`, including the ones that connect over the network
-/// (`redis://HOST:PORT`, with the `redis` feature, on by default); otherwise the same as
+/// (`redis://HOST:PORT` with the `redis` feature, `amqp://USER:PASS@HOST:PORT/VHOST` with
+/// the `amqp` feature, both on by default); otherwise the same as
 /// [`connect`].
 ///
 /// ```no_run
@@ -92,7 +104,17 @@ pub async fn connect_async(url: &str) -> Result<Arc<dyn Driver>> {
     if is_redis(trimmed) {
         return Ok(Arc::new(ferry_redis::RedisDriver::connect(trimmed).await?));
     }
+    #[cfg(feature = "amqp")]
+    if is_amqp(trimmed) {
+        return Ok(Arc::new(ferry_amqp::AmqpDriver::connect(trimmed).await?));
+    }
     connect(trimmed)
+}
+
+/// Whether `url` names a RabbitMQ broker (`amqp://`, `amqps://`).
+fn is_amqp(url: &str) -> bool {
+    url.split_once("://")
+        .is_some_and(|(scheme, _)| matches!(scheme.to_ascii_lowercase().as_str(), "amqp" | "amqps"))
 }
 
 /// Whether `url` names a Redis deployment (`redis://`, `rediss://`, `redis+sentinel://`,
@@ -178,7 +200,7 @@ pub fn connect(url: &str) -> Result<Arc<dyn Driver>> {
     }
     if let Some((scheme, _)) = url.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();
-        if is_redis(url) && cfg!(feature = "redis") {
+        if (is_redis(url) && cfg!(feature = "redis")) || (is_amqp(url) && cfg!(feature = "amqp")) {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 format!("'{url}' connects over the network: open it with ferry::connect_async"),

@@ -1,0 +1,177 @@
+//! The broker restarts mid-stream (`rabbitmqctl stop_app`, then `start_app`) while a
+//! producer sends and a consumer consumes: nothing confirmed is lost, both resume on
+//! their own, and every duplicate is explained by the restart (ledger-checked).
+//!
+//! This stops the machine's broker for a few seconds, so it is the only test in its
+//! binary (`cargo test` runs test binaries one after another); the [`Stopped`] guard
+//! starts the broker again even if the test fails.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ferry_amqp::AmqpDriver;
+use ferry_core::{Consumer, Delivery, Driver, ErrorKind, Message, QueueOptions, Topology};
+use ferry_testkit::ledger::{Event, FinalState, check};
+use ferry_testkit::{eventually, unique_queue};
+
+use support::{Stopped, connect, dead_ids, fault, temp_ledger, url};
+
+const LEASE: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream_loses_nothing_confirmed() {
+    let admin = connect().await;
+    let q = unique_queue("restart");
+    admin
+        .create_queue(
+            &q,
+            QueueOptions::default()
+                .with_max_attempts(1_000)
+                .with_lease(LEASE),
+        )
+        .await
+        .expect("create queue");
+    let (_dir, ledger) = temp_ledger("restart");
+    let producer = Arc::new(
+        AmqpDriver::connect(&format!("{}?timeout=2000", url()))
+            .await
+            .expect("producer connects"),
+    );
+    let consumer_driver = Arc::new(
+        AmqpDriver::connect(&format!("{}?timeout=2000", url()))
+            .await
+            .expect("consumer connects"),
+    );
+
+    // The producer: batches of 10 until told to stop; a send that failed in a way that
+    // may have stored it is recorded as unknown (the ledger then accepts either fate).
+    let stop_sending = Arc::new(AtomicBool::new(false));
+    let sent_ok = Arc::new(AtomicUsize::new(0));
+    let send_errors = Arc::new(AtomicUsize::new(0));
+    let producing = {
+        let (p, q, ledger) = (Arc::clone(&producer), q.clone(), ledger.clone());
+        let (stop, ok, errors) = (
+            Arc::clone(&stop_sending),
+            Arc::clone(&sent_ok),
+            Arc::clone(&send_errors),
+        );
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let batch: Vec<Message> = (0..10)
+                    .map(|i| Message::new(format!("p{n}")).with_id(format!("r-{n}-{i}")))
+                    .collect();
+                let ids: Vec<String> = batch.iter().map(|m| m.id().to_string()).collect();
+                n += 1;
+                match p.send(&q, batch).await {
+                    Ok(_) => {
+                        let events: Vec<Event> =
+                            ids.into_iter().map(|id| Event::Sent { id }).collect();
+                        ledger.append_all(&events).expect("ledger");
+                        ok.fetch_add(10, Ordering::SeqCst);
+                    }
+                    Err(e) => {
+                        assert_ne!(e.kind(), ErrorKind::InvalidInput, "{e}");
+                        let events: Vec<Event> = ids
+                            .into_iter()
+                            .map(|id| Event::SendUnknown { id })
+                            .collect();
+                        ledger.append_all(&events).expect("ledger");
+                        errors.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    let effects = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let (ledger, effects) = (ledger.clone(), Arc::clone(&effects));
+        move |d: Delivery| {
+            let (ledger, effects) = (ledger.clone(), Arc::clone(&effects));
+            async move {
+                ledger.append(&Event::Delivered {
+                    id: d.id.clone(),
+                    attempt: d.attempt,
+                })?;
+                ledger.append(&Event::Effect { id: d.id.clone() })?;
+                effects.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), std::io::Error>(())
+            }
+        }
+    };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let consumer = Consumer::builder(q.clone())
+        .concurrency(4)
+        .lease(LEASE)
+        .poll(Duration::from_millis(200))
+        .build(consumer_driver, handler);
+    let run = tokio::spawn(consumer.run(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let progress = |n: usize, what: &'static str| {
+        let effects = Arc::clone(&effects);
+        async move {
+            eventually(Duration::from_secs(120), what, || async {
+                (effects.load(Ordering::SeqCst) >= n).then_some(())
+            })
+            .await
+        }
+    };
+    progress(300, "the consumer makes progress before the restart").await;
+    fault(&ledger, "rabbitmqctl stop_app");
+    let stopped = Stopped::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(stopped); // start_app, and wait until the broker accepts connections
+    fault(&ledger, "rabbitmqctl start_app done");
+    let after = effects.load(Ordering::SeqCst);
+    progress(after + 300, "the consumer resumes after the restart").await;
+    let sent_before = sent_ok.load(Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(60),
+        "the producer resumes after the restart",
+        || async { (sent_ok.load(Ordering::SeqCst) >= sent_before + 100).then_some(()) },
+    )
+    .await;
+    fault(&ledger, "restart window over: both make progress again");
+    stop_sending.store(true, Ordering::SeqCst);
+    producing.await.expect("producer task");
+
+    eventually(Duration::from_secs(60), "the queue drains", || async {
+        let s = admin.stats(Some(&q)).await.ok()?;
+        s.first().filter(|s| s.is_drained()).map(|_| ())
+    })
+    .await;
+    let _ = stop_tx.send(());
+    let report = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the consumer stops when told")
+        .expect("consumer task")
+        .expect("consumer run");
+    eprintln!(
+        "consumer report: {report:?}; send errors during the restart: {}",
+        send_errors.load(Ordering::SeqCst)
+    );
+
+    // `admin`'s first connection died with the broker's app; it reconnected on its own.
+    let dead = dead_ids(&admin, &q).await;
+    let (events, _) = ledger.read().expect("read ledger");
+    let verdict = check(
+        &events,
+        &FinalState {
+            queued: Default::default(),
+            dead: dead.clone(),
+        },
+    );
+    eprintln!("{verdict:?}");
+    verdict.assert_ok();
+    assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
+    assert!(verdict.sent >= 600, "the producer sent through the test");
+    admin.delete_queue(&q).await.expect("delete queue");
+}
