@@ -6,11 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use ferry_core::time::from_millis;
 use ferry_core::{
     Delivery, Driver, Error, ErrorKind, HistoryEvent, Limits, Message, PublishReport, QueueName,
     QueueOptions, QueueStats, Receipt, ReceiveOptions, Result, SendReport, Settlement, TopicName,
-    reason, route_matches, validate_route_key,
+    route_matches, validate_route_key,
 };
 use lapin::Connection;
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
@@ -19,15 +18,12 @@ use lapin::types::FieldTable;
 use crate::bounded::per_item;
 use crate::delay::DELAY_LEVELS;
 use crate::error::amqp_err;
-use crate::history::history_event;
-use crate::lease::{Lease, token};
+use crate::history::{Event, history_event, history_record, of_message, read_record};
+use crate::lease::Lease;
 use crate::link::Backoff;
 use crate::link::{Link, fastrand_like, open_channel, properties};
-use crate::names::{
-    H_ATTEMPTS, H_EVENT, H_EVENT_AT, H_EVENT_ATTEMPT, H_EVENT_DETAIL, H_ROUTE_KEY, delay_name,
-    dlq_name, history_name, q_name, topic_exchange,
-};
-use crate::publish::{Target, publish_many};
+use crate::names::{delay_name, dlq_name, history_name, q_name, topic_exchange};
+use crate::publish::{Target, publish_many, publish_recorded};
 use crate::stored::Stored;
 use crate::url::UrlOptions;
 
@@ -173,12 +169,12 @@ impl Driver for AmqpDriver {
                         )
                     })
                     .collect();
-                publish_many(&self.ch().await?, &items).await?;
-                let events = stored
+                let events: Vec<Event> = stored
                     .iter()
                     .map(|m| history_event(&m.id, "sent", 0, None))
                     .collect();
-                self.record(queue, events).await;
+                let (target, record) = history_record(queue, &events);
+                publish_recorded(&self.ch().await?, &items, Some((&target, &record))).await?;
                 let mut report = SendReport::default();
                 report.enqueued = batch.len() as u64;
                 Ok(report)
@@ -254,12 +250,12 @@ impl Driver for AmqpDriver {
                         e
                     }
                 })?;
+                let events: Vec<Event> = stored
+                    .iter()
+                    .map(|m| history_event(&m.id, "sent", 0, None))
+                    .collect();
                 for q in &queues {
-                    let events = stored
-                        .iter()
-                        .map(|m| history_event(&m.id, "sent", 0, None))
-                        .collect();
-                    self.record(q, events).await;
+                    self.record(q, events.clone()).await;
                 }
                 let mut report = PublishReport::default();
                 report.queues = queues;
@@ -272,99 +268,12 @@ impl Driver for AmqpDriver {
 
     async fn receive(&self, queue: &QueueName, options: ReceiveOptions) -> Result<Vec<Delivery>> {
         let received = self
-            .bounded("a receive", ErrorKind::Unavailable, options.wait, async {
-                options.validate()?;
-                let qopts = self.options(queue).await?;
-                let lease_len = options.lease.unwrap_or(qopts.lease);
-                let deadline = tokio::time::Instant::now() + options.wait;
-                let name = q_name(queue);
-                loop {
-                    self.sweep().await;
-                    let link = self.link().await?;
-                    let mut out = Vec::new();
-                    while out.len() < options.max {
-                        let Some(m) = link
-                            .channel
-                            .basic_get(&name, BasicGetOptions { no_ack: false })
-                            .await
-                            .map_err(amqp_err)?
-                        else {
-                            break;
-                        };
-                        let tag = m.delivery.delivery_tag;
-                        let mut stored =
-                            Stored::from_amqp(&m.delivery.properties, m.delivery.data.clone());
-                        if m.delivery.redelivered {
-                            // Its holder's channel died unsettled (ferry itself never requeues
-                            // with nack): that delivery counts as an attempt.
-                            let attempts = stored.attempts() + 1;
-                            stored
-                                .internal
-                                .insert(H_ATTEMPTS.into(), attempts.to_string());
-                            let id = stored.id.clone();
-                            let event = if attempts >= qopts.max_attempts {
-                                self.to_dead_letters(
-                                    &link,
-                                    queue,
-                                    stored,
-                                    tag,
-                                    reason::LEASE_EXPIRED,
-                                    None,
-                                )
-                                .await?;
-                                history_event(
-                                    &id,
-                                    "dead_lettered",
-                                    attempts,
-                                    Some(reason::LEASE_EXPIRED.into()),
-                                )
-                            } else {
-                                self.publish_one(&link.channel, "", &name, &stored).await?;
-                                self.ack_tag(link.generation, tag).await?;
-                                history_event(&id, "lease_expired", attempts, None)
-                            };
-                            self.record(queue, vec![event]).await;
-                            continue;
-                        }
-                        let attempt = stored.attempts() + 1;
-                        let until = SystemTime::now() + lease_len;
-                        let token = token(link.generation, tag);
-                        out.push(Delivery {
-                            id: stored.id.clone(),
-                            queue: queue.clone(),
-                            payload: stored.payload.clone(),
-                            headers: stored.headers.clone(),
-                            route_key: stored.internal.get(H_ROUTE_KEY).cloned(),
-                            priority: stored.priority,
-                            enqueued_at: stored.enqueued_at(),
-                            attempt,
-                            lease_until: until,
-                            receipt: Receipt::new(queue.clone(), stored.id.clone(), token.clone()),
-                        });
-                        lock(&self.leases).insert(
-                            token,
-                            Lease {
-                                queue: queue.clone(),
-                                generation: link.generation,
-                                tag,
-                                until,
-                                attempt,
-                                max_attempts: qopts.max_attempts,
-                                stored,
-                            },
-                        );
-                    }
-                    if !out.is_empty() || tokio::time::Instant::now() >= deadline {
-                        let events = out
-                            .iter()
-                            .map(|d| history_event(&d.id, "delivered", d.attempt, None))
-                            .collect();
-                        self.record(queue, events).await;
-                        return Ok(out);
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-            })
+            .bounded(
+                "a receive",
+                ErrorKind::Unavailable,
+                options.wait,
+                self.receive_now(queue, options),
+            )
             .await;
         // A channel lost in the middle of a receive is an outage, not a bad receipt of
         // the caller's: the caller retries.
@@ -388,13 +297,28 @@ impl Driver for AmqpDriver {
             async {
                 self.sweep().await;
                 let mut out = Vec::with_capacity(batch.len());
+                let mut events: BTreeMap<QueueName, Vec<Event>> = BTreeMap::new();
+                let mut outage = None;
                 for s in batch {
                     match self.settle_one_inner(s).await {
-                        Err(e) if e.kind() == ErrorKind::Unavailable => return Err(e),
-                        r => out.push(r),
+                        Err(e) if e.kind() == ErrorKind::Unavailable => {
+                            outage = Some(e);
+                            break;
+                        }
+                        Ok((queue, made)) => {
+                            events.entry(queue).or_default().extend(made);
+                            out.push(Ok(()));
+                        }
+                        Err(e) => out.push(Err(e)),
                     }
                 }
-                Ok(out)
+                for (queue, events) in events {
+                    self.record(&queue, events).await;
+                }
+                match outage {
+                    Some(e) => Err(e),
+                    None => Ok(out),
+                }
             },
         )
         .await
@@ -429,13 +353,8 @@ impl Driver for AmqpDriver {
             async {
                 self.options(queue).await?;
                 let _guard = self.history_lock.lock().await;
-                let ch = self
-                    .link()
-                    .await?
-                    .connection
-                    .create_channel()
-                    .await
-                    .map_err(amqp_err)?;
+                let link = self.link().await?;
+                let ch = link.connection.create_channel().await.map_err(amqp_err)?;
                 let mut events = Vec::new();
                 let result: Result<()> = async {
                     while let Some(m) = ch
@@ -443,29 +362,18 @@ impl Driver for AmqpDriver {
                         .await
                         .map_err(amqp_err)?
                     {
-                        let record = Stored::from_amqp(&m.delivery.properties, Vec::new());
-                        if record.id != id {
-                            continue;
-                        }
-                        events.push(HistoryEvent::new(
-                            record
-                                .int(H_EVENT_AT)
-                                .map(from_millis)
-                                .unwrap_or(SystemTime::UNIX_EPOCH),
-                            record.internal.get(H_EVENT).cloned().unwrap_or_default(),
-                            record
-                                .int(H_EVENT_ATTEMPT)
-                                .and_then(|a| u32::try_from(a).ok())
-                                .unwrap_or(0),
-                            record.internal.get(H_EVENT_DETAIL).cloned(),
-                        ));
+                        events.extend(
+                            read_record(&m.delivery.data)
+                                .into_iter()
+                                .filter(|e| e.id() == id),
+                        );
                     }
                     Ok(())
                 }
                 .await;
                 let _ = ch.close(200, "ok").await;
                 result?;
-                Ok(events)
+                Ok(of_message(events, id))
             },
         )
         .await

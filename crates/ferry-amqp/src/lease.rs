@@ -1,6 +1,7 @@
 //! Leases (unacked deliveries held by this driver) and their receipts: sweeping expired
 //! ones and settling.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +11,7 @@ use lapin::options::BasicAckOptions;
 
 use crate::driver::{AmqpDriver, lock};
 use crate::error::amqp_err;
-use crate::history::history_event;
+use crate::history::{Event, history_event};
 use crate::link::Link;
 use crate::names::{H_ATTEMPTS, H_FIRST_FAILED, H_LAST_ERROR, q_name};
 use crate::stored::Stored;
@@ -26,6 +27,8 @@ pub(crate) struct Lease {
     pub(crate) attempt: u32,
     pub(crate) max_attempts: u32,
     pub(crate) stored: Stored,
+    /// The `delivered` event, written to the history with the settlement.
+    pub(crate) delivered: Event,
 }
 
 pub(crate) fn token(generation: u64, tag: u64) -> String {
@@ -73,6 +76,7 @@ impl AmqpDriver {
                 .collect();
             keys.iter().filter_map(|k| leases.remove(k)).collect()
         };
+        let mut events: BTreeMap<QueueName, Vec<Event>> = BTreeMap::new();
         for lease in expired {
             let (queue, generation, tag, attempt) = (
                 lease.queue.clone(),
@@ -94,7 +98,10 @@ impl AmqpDriver {
                     } else {
                         history_event(&id, "lease_expired", attempt, None)
                     };
-                    self.record(&queue, vec![event]).await;
+                    events
+                        .entry(queue)
+                        .or_default()
+                        .extend([lease.delivered, event]);
                 }
                 Err(e) if e.kind() == ErrorKind::StaleReceipt => {}
                 Err(e) => {
@@ -106,6 +113,9 @@ impl AmqpDriver {
                     }
                 }
             }
+        }
+        for (queue, events) in events {
+            self.record(&queue, events).await;
         }
     }
 
@@ -135,7 +145,12 @@ impl AmqpDriver {
         }
     }
 
-    pub(crate) async fn settle_one_inner(&self, settlement: Settlement) -> Result<()> {
+    /// Applies one settlement; on success returns the queue and the history events it
+    /// makes (the delivery's `delivered` and the outcome), for the caller to record.
+    pub(crate) async fn settle_one_inner(
+        &self,
+        settlement: Settlement,
+    ) -> Result<(QueueName, [Event; 2])> {
         let receipt = &settlement.receipt;
         let token = receipt.token();
         let valid = token
@@ -175,10 +190,12 @@ impl AmqpDriver {
             ),
         };
         let (queue, id, attempt) = (lease.queue.clone(), lease.stored.id.clone(), lease.attempt);
+        let delivered = lease.delivered.clone();
         self.apply(lease, settlement.action).await?;
-        self.record(&queue, vec![history_event(&id, event, attempt, detail)])
-            .await;
-        Ok(())
+        Ok((
+            queue,
+            [delivered, history_event(&id, event, attempt, detail)],
+        ))
     }
 
     pub(crate) async fn apply(&self, lease: Lease, action: SettleAction) -> Result<()> {

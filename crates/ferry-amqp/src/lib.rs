@@ -1,4 +1,5 @@
-//! ferry's RabbitMQ backend (`amqp://`, `amqps://`), on [lapin]. **First working cut.**
+//! ferry's RabbitMQ backend (`amqp://`, `amqps://`), on [lapin]. The user guide,
+//! with what RabbitMQ can and cannot promise, is `docs/rabbitmq.md`.
 //!
 //! # Layout on the broker
 //!
@@ -30,11 +31,13 @@
 //! - `ferry.o.N`: the queue's options record, one persistent message (a classic queue
 //!   with `x-max-length` 1 and `drop-head`, so publishing new options replaces the old
 //!   ones); read with `basic.get` on a private channel whose close puts it back.
-//! - `ferry.h.N`: the queue's message history, one small persistent message per
-//!   lifecycle event (sent, delivered, retried, released, lease_expired,
-//!   dead_lettered, requeued, acked) with the message id as `message_id`, kept for
+//! - `ferry.h.N`: the queue's message history: persistent records, each a JSON array
+//!   of the lifecycle events (sent, delivered, retried, released, lease_expired,
+//!   dead_lettered, requeued, acked) of one driver call, kept for
 //!   [`HISTORY_RETENTION`] by a queue TTL; `history` browses it like the dead letters.
-//!   Recording is confirmed but best effort: a failure is logged, not returned.
+//!   A send's record rides in the send's own confirmed batch; a delivery's `delivered`
+//!   event is written with its settlement (see `history.rs`). Recording is best
+//!   effort: a failure is logged, not returned.
 //! - Topics: durable topic exchanges `ferry.t.T`; a binding is a queue binding of
 //!   `ferry.q.N` with the pattern as binding key, so routing is RabbitMQ's own.
 //!
@@ -45,7 +48,7 @@
 //! # Leases and receipts
 //!
 //! A delivery is a `basic.get` without auto-ack, so a lease is an unacked delivery on
-//! the driver's channel. The receipt token is `<channel generation>.<delivery tag>`;
+//! the driver's channel; a receive of many pipelines its gets (see `receive.rs`). The receipt token is `<channel generation>.<delivery tag>`;
 //! the driver keeps its leases in memory, and a receipt whose lease is gone (settled,
 //! expired, or from a channel generation that died) is stale. An expired lease is
 //! swept on the next receive/settle/extend/stats call: the message is republished with
@@ -56,31 +59,31 @@
 //! the lost delivery as an attempt (republishes it with the count raised, or
 //! dead-letters it with reason `lease_expired` when that was the last attempt).
 //!
-//! # Not done yet (this is the first cut)
+//! # Limits (what RabbitMQ does not give ferry; `docs/rabbitmq.md` has the details)
 //!
-//! - Queue options are durable (see `ferry.o.N` above) but cached per driver after the
-//!   first read, so an update by another process is seen by a driver that already read
-//!   them only after it is restarted. The lists of queues and topics and the
-//!   bindings (`list_queues`, `list_topics`, `list_bindings`, `stats(None)` and the
-//!   queues a publish reports) are known per driver instance only, since without the
-//!   management plugin AMQP cannot enumerate them; a topic or queue made by another
-//!   driver is found by a passive declare when named. Routing itself is RabbitMQ's, so
-//!   every bound queue gets its copy. The next step is a durable index record.
-//! - No duplicate-id detection (RabbitMQ has no index by message id), so sending an id
-//!   that is queued enqueues it again and requeueing a dead letter whose id is live is
-//!   not refused.
-//! - A batch is validated as a whole before anything is published, but a broker
-//!   failure in the middle of a batch can leave part of it enqueued (confirms and AMQP
-//!   transactions do not mix).
+//! - No duplicate-id detection: RabbitMQ has no index by message id, so sending an id
+//!   that is queued enqueues it again, and requeueing a dead letter whose id is live is
+//!   not refused. Consume with the idempotency store for effectively-once processing.
+//!   (The two conformance functions that check it are not run for this backend.)
+//! - The lists of queues, topics and bindings (`list_queues`, `list_topics`,
+//!   `list_bindings`, `stats(None)`, the queues a publish reports) are this driver
+//!   instance's, since AMQP cannot enumerate them without the management plugin; a
+//!   queue or topic made elsewhere is found by a passive declare when named. Routing
+//!   of immediate publishes is RabbitMQ's own, so every bound queue gets its copy; a
+//!   *delayed* publish to a topic goes to the bound queues this driver knows, and an
+//!   immediate publish does not apply the bound queues' default delays.
+//! - Queue options are durable (`ferry.o.N`) but cached per driver after the first read.
+//! - A broker failure in the middle of a batch can leave part of it enqueued (the error
+//!   is then `Indeterminate`): confirms and AMQP transactions do not mix.
 //! - `in_flight` in stats counts this driver's own leases only.
-//! - `history` browses the whole history queue of the message's queue (fine for a
-//!   first cut and for operators, not for a hot path).
 //! - A crashed holder's delivery is counted when the message is next received, so it
-//!   goes to the tail of the queue then.
-//! - `receive` polls with `basic.get` (every 50 ms while it long-polls) rather than
-//!   holding a consumer with a prefetch window.
-//! - Leases are swept lazily (on the next receive/settle/extend/stats of this driver),
-//!   not by a background task.
+//!   goes to the tail of the queue then. Leases are swept lazily (on the next
+//!   receive, settle, extend or stats call of the driver), not by a background task.
+//! - A lease held longer than the broker's `consumer_timeout` (30 minutes by default)
+//!   makes the broker close the channel: every delivery of that channel comes back,
+//!   counted as an attempt, the driver opens a new channel at its next call, and the
+//!   slow handler's settlement is rejected as stale. Raise `consumer_timeout` on the
+//!   broker above the longest handler, or keep handlers shorter.
 //!
 //! # Connection
 //!
@@ -110,6 +113,7 @@ mod link;
 mod names;
 mod options;
 mod publish;
+mod receive;
 mod stored;
 mod topology;
 mod url;

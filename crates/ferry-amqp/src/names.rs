@@ -13,10 +13,6 @@ pub(crate) const H_DEAD_AT: &str = "x-ferry-dead-at";
 pub(crate) const H_OPT_DELAY: &str = "x-ferry-default-delay-ms";
 pub(crate) const H_OPT_ATTEMPTS: &str = "x-ferry-max-attempts";
 pub(crate) const H_OPT_LEASE: &str = "x-ferry-lease-ms";
-pub(crate) const H_EVENT: &str = "x-ferry-event";
-pub(crate) const H_EVENT_ATTEMPT: &str = "x-ferry-event-attempt";
-pub(crate) const H_EVENT_AT: &str = "x-ferry-event-at";
-pub(crate) const H_EVENT_DETAIL: &str = "x-ferry-event-detail";
 
 pub(crate) fn q_name(q: &QueueName) -> String {
     format!("ferry.q.{q}")

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use ferry_core::{Error, ErrorKind, QueueName, Result};
 use lapin::Channel;
 use lapin::options::BasicPublishOptions;
+use lapin::publisher_confirm::Confirmation;
 
 use crate::driver::AmqpDriver;
 use crate::error::amqp_err;
@@ -49,6 +50,17 @@ impl AmqpDriver {
 /// Publishes every item (mandatory, persistent) back to back, then waits for all their
 /// confirms; the first failure is returned once every confirm is in.
 pub(crate) async fn publish_many(channel: &Channel, items: &[(Target, &Stored)]) -> Result<()> {
+    publish_recorded(channel, items, None).await
+}
+
+/// [`publish_many`] with a history record riding in the same batch (one round trip
+/// for both): the record's own failure is logged, never returned, so a stored message
+/// is never reported as failed because its history was not written.
+pub(crate) async fn publish_recorded(
+    channel: &Channel,
+    items: &[(Target, &Stored)],
+    record: Option<(&Target, &Stored)>,
+) -> Result<()> {
     let mut confirms = Vec::with_capacity(items.len());
     for (target, stored) in items {
         let confirm = channel
@@ -63,34 +75,68 @@ pub(crate) async fn publish_many(channel: &Channel, items: &[(Target, &Stored)])
                 stored.properties(),
             )
             .await
-            .map_err(amqp_err)?;
+            .map_err(amqp_err)
+            .map_err(|e| {
+                if confirms.is_empty() {
+                    e
+                } else {
+                    // Some of the batch may be stored already.
+                    Error::new(
+                        ErrorKind::Indeterminate,
+                        format!("{e} (after part of the batch was published)"),
+                    )
+                }
+            })?;
         confirms.push((target, confirm));
     }
+    let record_confirm = match record {
+        Some((target, stored)) => channel
+            .basic_publish(
+                &target.exchange,
+                &target.key,
+                BasicPublishOptions::default(),
+                &stored.payload,
+                stored.properties(),
+            )
+            .await
+            .map_err(|e| tracing::warn!(error = %e, "rabbitmq: history not recorded"))
+            .ok(),
+        None => None,
+    };
     let mut first_error = None;
     for (target, confirm) in confirms {
-        let outcome = match confirm.await {
-            Err(e) => Err(Error::new(
-                ErrorKind::Indeterminate,
-                format!("rabbitmq: no publisher confirm: {e}"),
-            )),
-            Ok(c) if c.is_nack() => Err(Error::new(
-                ErrorKind::Indeterminate,
-                "rabbitmq refused (nacked) the message",
-            )),
-            Ok(c) => match c.take_message() {
-                Some(_) => Err(Error::new(
-                    ErrorKind::Unroutable,
-                    format!(
-                        "rabbitmq returned the message: no queue behind {:?}/{:?}",
-                        target.exchange, target.key
-                    ),
-                )),
-                None => Ok(()),
-            },
-        };
-        if let Err(e) = outcome {
+        if let Err(e) = outcome(target, confirm.await) {
             first_error.get_or_insert(e);
         }
     }
+    if let Some(confirm) = record_confirm
+        && let Err(e) = confirm.await
+    {
+        tracing::warn!(error = %e, "rabbitmq: history record not confirmed");
+    }
     first_error.map_or(Ok(()), Err)
+}
+
+/// What one publisher confirm says about the message it confirms.
+fn outcome(target: &Target, confirm: lapin::Result<Confirmation>) -> Result<()> {
+    match confirm {
+        Err(e) => Err(Error::new(
+            ErrorKind::Indeterminate,
+            format!("rabbitmq: no publisher confirm: {e}"),
+        )),
+        Ok(c) if c.is_nack() => Err(Error::new(
+            ErrorKind::Indeterminate,
+            "rabbitmq refused (nacked) the message",
+        )),
+        Ok(c) => match c.take_message() {
+            Some(_) => Err(Error::new(
+                ErrorKind::Unroutable,
+                format!(
+                    "rabbitmq returned the message: no queue behind {:?}/{:?}",
+                    target.exchange, target.key
+                ),
+            )),
+            None => Ok(()),
+        },
+    }
 }

@@ -39,6 +39,17 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
+    /// A bodied record with no message fields (history records: see `history.rs`).
+    pub(crate) fn record(body: Bytes) -> Stored {
+        Stored {
+            id: String::new(),
+            payload: body,
+            headers: BTreeMap::new(),
+            internal: BTreeMap::new(),
+            priority: 0,
+        }
+    }
+
     pub(crate) fn from_amqp(props: &BasicProperties, data: Vec<u8>) -> Stored {
         let mut headers = BTreeMap::new();
         let mut internal = BTreeMap::new();
