@@ -9,7 +9,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::delay::{DELAY_LEVELS, level_pattern};
+use crate::delay::{DELAY_LEVELS, level_binding};
 use crate::driver::AmqpDriver;
 use crate::error::amqp_err;
 use crate::names::{delay_name, deliver_exchange, dlq_name, history_name, q_name};
@@ -38,12 +38,13 @@ impl AmqpDriver {
         Ok(())
     }
 
-    pub(crate) async fn declare_exchange(&self, name: &str) -> Result<()> {
+    /// Declares durable exchange `name` of `kind`.
+    pub(crate) async fn declare_exchange(&self, name: &str, kind: ExchangeKind) -> Result<()> {
         self.ch()
             .await?
             .exchange_declare(
                 name,
-                ExchangeKind::Topic,
+                kind,
                 ExchangeDeclareOptions {
                     durable: true,
                     ..ExchangeDeclareOptions::default()
@@ -86,7 +87,7 @@ impl AmqpDriver {
         self.declare_queue(&history_name(queue), history_args)
             .await?;
         let deliver = deliver_exchange(queue);
-        self.declare_exchange(&deliver).await?;
+        self.declare_exchange(&deliver, ExchangeKind::Topic).await?;
         self.ch()
             .await?
             .queue_bind(
@@ -112,15 +113,15 @@ impl AmqpDriver {
             );
             args.insert("x-dead-letter-exchange".into(), s(&below));
             self.declare_queue(&name, args).await?;
-            self.declare_exchange(&name).await?;
+            self.declare_exchange(&name, ExchangeKind::Headers).await?;
             self.ch()
                 .await?
                 .queue_bind(
                     &name,
                     &name,
-                    &level_pattern(k, "1"),
+                    "",
                     QueueBindOptions::default(),
-                    FieldTable::default(),
+                    level_binding(k, true),
                 )
                 .await
                 .map_err(amqp_err)?;
@@ -129,9 +130,9 @@ impl AmqpDriver {
                 .exchange_bind(
                     &below,
                     &name,
-                    &level_pattern(k, "0"),
+                    "",
                     ExchangeBindOptions::default(),
-                    FieldTable::default(),
+                    level_binding(k, false),
                 )
                 .await
                 .map_err(amqp_err)?;

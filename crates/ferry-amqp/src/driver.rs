@@ -17,12 +17,15 @@ use lapin::types::FieldTable;
 
 use crate::bounded::per_item;
 use crate::delay::DELAY_LEVELS;
+use crate::delay::delay_secs;
 use crate::error::amqp_err;
 use crate::history::{Event, history_event, history_record, of_message, read_record};
 use crate::lease::Lease;
 use crate::link::Backoff;
 use crate::link::{Link, fastrand_like, open_channel, properties};
-use crate::names::{delay_name, dlq_name, history_name, q_name, topic_exchange};
+use crate::names::{
+    delay_name, dlq_name, history_name, q_name, topic_delay_exchange, topic_exchange,
+};
 use crate::publish::{Target, publish_many, publish_recorded};
 use crate::stored::Stored;
 use crate::url::UrlOptions;
@@ -222,26 +225,22 @@ impl Driver for AmqpDriver {
                 let mut items = Vec::new();
                 let mut enqueued = 0;
                 for (m, st) in batch.iter().zip(&stored) {
-                    if m.delay().is_none() {
-                        // RabbitMQ routes it; an unroutable message comes back as an error.
-                        items.push((
-                            Target {
-                                exchange: topic_exchange(topic),
-                                key: route_key.to_string(),
-                            },
-                            st,
-                        ));
-                        enqueued += queues.len() as u64;
-                    } else {
-                        if queues.is_empty() {
-                            return Err(Error::unroutable(topic.as_str(), route_key));
-                        }
-                        for q in &queues {
-                            let default_delay = self.options(q).await?.default_delay;
-                            items.push((Target::queue_at(q, m.visible_at(now, default_delay)), st));
-                            enqueued += 1;
-                        }
-                    }
+                    // RabbitMQ routes it, delayed or not (a delayed one through the
+                    // topic's delay exchange into the bound queues' delay levels); an
+                    // unroutable message comes back as an error.
+                    let target = match m
+                        .delay()
+                        .map(|_| delay_secs(m.visible_at(now, Duration::ZERO)))
+                    {
+                        None | Some(0) => Target::new(topic_exchange(topic), route_key),
+                        Some(secs) => Target {
+                            exchange: topic_delay_exchange(topic),
+                            key: route_key.to_string(),
+                            delay_secs: Some(secs),
+                        },
+                    };
+                    items.push((target, st));
+                    enqueued += queues.len() as u64;
                 }
                 publish_many(&self.ch().await?, &items).await.map_err(|e| {
                     if e.kind() == ErrorKind::Unroutable {

@@ -59,10 +59,7 @@ pub(crate) fn history_event(id: &str, event: &str, attempt: u32, detail: Option<
 /// The record of `events` for `queue`: where to publish it and the message itself.
 pub(crate) fn history_record(queue: &QueueName, events: &[Event]) -> (Target, Stored) {
     let body = serde_json::to_vec(events).unwrap_or_default();
-    let target = Target {
-        exchange: String::new(),
-        key: history_name(queue),
-    };
+    let target = Target::new("", history_name(queue));
     (target, Stored::record(Bytes::from(body)))
 }
 

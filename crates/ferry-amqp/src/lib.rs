@@ -17,16 +17,13 @@
 //!   return the rest in their order), so it works while consumers run. It is a
 //!   classic queue even in quorum mode: a classic queue puts the kept ones back, in
 //!   order, before the channel close completes; a quorum queue does so asynchronously.
-//! - Delays: `DELAY_LEVELS` TTL queues `ferry.d.N.k` (TTL 2^k s) with one topic
-//!   exchange each (`ferry.d.N.k`) plus `ferry.d.N` (which routes into `ferry.q.N`).
-//!   A delayed message is published to the top level's exchange with a route key of
-//!   `DELAY_LEVELS` words `0`/`1`, the bits of its delay in seconds (rounded up); the
-//!   exchange of level k routes it into the level-k queue when bit k is set and on to
-//!   level k-1 otherwise, and each level queue dead-letters expired messages into the
-//!   next level down. A message thus hops through the levels that make up its delay;
-//!   every level queue holds one TTL only, so nothing blocks behind a longer delay, and
-//!   no queue per delay value exists. Delays have one-second resolution (sub-second
-//!   delays become one second: never early). Note the hop itself is RabbitMQ's
+//! - Delays: `DELAY_LEVELS` TTL queues `ferry.d.N.k` (TTL 2^k s), each behind a
+//!   headers exchange of the same name, plus `ferry.d.N` (which routes into
+//!   `ferry.q.N`). A delayed message carries the bits of its delay in seconds (rounded
+//!   up: never early) as headers `x-ferry-d<k>` and hops through the levels that make
+//!   up its delay, each level queue dead-lettering expired messages to the level below.
+//!   Every level queue holds one TTL only, so nothing blocks behind a longer delay, and
+//!   no queue per delay value exists (see `delay.rs`). The hop itself is RabbitMQ's
 //!   dead-lettering of classic queues, which is not confirmed internally.
 //! - `ferry.o.N`: the queue's options record, one persistent message (a classic queue
 //!   with `x-max-length` 1 and `drop-head`, so publishing new options replaces the old
@@ -39,7 +36,9 @@
 //!   event is written with its settlement (see `history.rs`). Recording is best
 //!   effort: a failure is logged, not returned.
 //! - Topics: durable topic exchanges `ferry.t.T`; a binding is a queue binding of
-//!   `ferry.q.N` with the pattern as binding key, so routing is RabbitMQ's own.
+//!   `ferry.q.N` with the pattern as binding key, so routing is RabbitMQ's own. Delayed
+//!   publishes go to `ferry.td.T`, whose bindings (same patterns) lead to each bound
+//!   queue's top delay level.
 //!
 //! Message fields: id = AMQP `message_id`, priority = AMQP `priority`, headers = AMQP
 //! headers (ferry's own ones start with `x-ferry-`: attempts so far, enqueued-at, the
@@ -69,9 +68,8 @@
 //!   `list_bindings`, `stats(None)`, the queues a publish reports) are this driver
 //!   instance's, since AMQP cannot enumerate them without the management plugin; a
 //!   queue or topic made elsewhere is found by a passive declare when named. Routing
-//!   of immediate publishes is RabbitMQ's own, so every bound queue gets its copy; a
-//!   *delayed* publish to a topic goes to the bound queues this driver knows, and an
-//!   immediate publish does not apply the bound queues' default delays.
+//!   is RabbitMQ's own, so every bound queue gets its copy of a publish, delayed or
+//!   not; a publish does not apply the bound queues' default delays.
 //! - Queue options are durable (`ferry.o.N`) but cached per driver after the first read.
 //! - A broker failure in the middle of a batch can leave part of it enqueued (the error
 //!   is then `Indeterminate`): confirms and AMQP transactions do not mix.

@@ -35,3 +35,8 @@ pub(crate) fn deliver_exchange(q: &QueueName) -> String {
 pub(crate) fn topic_exchange(t: &TopicName) -> String {
     format!("ferry.t.{t}")
 }
+/// The topic's delay exchange: a topic exchange bound to the top delay level of every
+/// bound queue (see `delay.rs`).
+pub(crate) fn topic_delay_exchange(t: &TopicName) -> String {
+    format!("ferry.td.{t}")
+}

@@ -4,7 +4,9 @@
 use std::time::SystemTime;
 
 use ferry_core::{Error, ErrorKind, QueueName, Result};
-use lapin::Channel;
+use lapin::{BasicProperties, Channel};
+
+use crate::delay::delay_headers;
 use lapin::options::BasicPublishOptions;
 use lapin::publisher_confirm::Confirmation;
 
@@ -17,6 +19,27 @@ use crate::stored::Stored;
 pub(crate) struct Target {
     pub(crate) exchange: String,
     pub(crate) key: String,
+    /// A delay, routed by the delay levels' bit headers (see `delay.rs`).
+    pub(crate) delay_secs: Option<u64>,
+}
+
+impl Target {
+    /// An undelayed target.
+    pub(crate) fn new(exchange: impl Into<String>, key: impl Into<String>) -> Target {
+        Target {
+            exchange: exchange.into(),
+            key: key.into(),
+            delay_secs: None,
+        }
+    }
+
+    /// The properties of `stored` published to this target.
+    fn properties(&self, stored: &Stored) -> BasicProperties {
+        match self.delay_secs {
+            None => stored.properties(),
+            Some(secs) => stored.properties_with(delay_headers(secs)),
+        }
+    }
 }
 
 impl AmqpDriver {
@@ -28,10 +51,7 @@ impl AmqpDriver {
         key: &str,
         stored: &Stored,
     ) -> Result<()> {
-        let item = Target {
-            exchange: exchange.to_string(),
-            key: key.to_string(),
-        };
+        let item = Target::new(exchange, key);
         publish_many(channel, &[(item, stored)]).await
     }
 
@@ -72,7 +92,7 @@ pub(crate) async fn publish_recorded(
                     ..BasicPublishOptions::default()
                 },
                 &stored.payload,
-                stored.properties(),
+                target.properties(stored),
             )
             .await
             .map_err(amqp_err)
@@ -96,7 +116,7 @@ pub(crate) async fn publish_recorded(
                 &target.key,
                 BasicPublishOptions::default(),
                 &stored.payload,
-                stored.properties(),
+                target.properties(stored),
             )
             .await
             .map_err(|e| tracing::warn!(error = %e, "rabbitmq: history not recorded"))

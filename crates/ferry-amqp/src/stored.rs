@@ -10,6 +10,7 @@ use ferry_core::{DeadLetter, Message, QueueName};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
+use crate::delay::is_bit_header;
 use crate::names::{
     H_ATTEMPTS, H_DEAD_AT, H_ENQUEUED, H_FIRST_FAILED, H_LAST_ERROR, H_REASON, H_ROUTE_KEY,
 };
@@ -57,6 +58,9 @@ impl Stored {
             for (k, v) in table.inner() {
                 let k = k.as_str();
                 let Some(v) = value_str(v) else { continue };
+                if is_bit_header(k) {
+                    continue; // routing state of the delay levels, not the message's
+                }
                 if k.starts_with("x-ferry-") {
                     internal.insert(k.to_string(), v);
                 } else if !k.starts_with("x-death")
@@ -116,7 +120,12 @@ impl Stored {
     }
 
     pub(crate) fn properties(&self) -> BasicProperties {
-        let mut table = FieldTable::default();
+        self.properties_with(FieldTable::default())
+    }
+
+    /// [`properties`](Self::properties) with `extra` headers (the delay bits).
+    pub(crate) fn properties_with(&self, extra: FieldTable) -> BasicProperties {
+        let mut table = extra;
         for (k, v) in self.headers.iter().chain(self.internal.iter()) {
             table.insert(ShortString::from(k.as_str()), s(v));
         }

@@ -7,7 +7,8 @@ use ferry_core::{
 };
 use lapin::ExchangeKind;
 use lapin::options::{
-    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeleteOptions,
+    ExchangeBindOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, ExchangeUnbindOptions,
+    QueueBindOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 
@@ -15,7 +16,8 @@ use crate::delay::DELAY_LEVELS;
 use crate::driver::{AmqpDriver, lock};
 use crate::error::{amqp_err, is_not_found};
 use crate::names::{
-    delay_name, deliver_exchange, dlq_name, history_name, options_name, q_name, topic_exchange,
+    delay_name, deliver_exchange, dlq_name, history_name, options_name, q_name,
+    topic_delay_exchange, topic_exchange,
 };
 use ferry_core::ErrorKind;
 use std::time::Duration;
@@ -165,7 +167,10 @@ impl Topology for AmqpDriver {
             ErrorKind::Unavailable,
             Duration::ZERO,
             async {
-                self.declare_exchange(&topic_exchange(topic)).await?;
+                self.declare_exchange(&topic_exchange(topic), ExchangeKind::Topic)
+                    .await?;
+                self.declare_exchange(&topic_delay_exchange(topic), ExchangeKind::Topic)
+                    .await?;
                 lock(&self.registry).topics.insert(topic.clone());
                 Ok(())
             },
@@ -189,11 +194,12 @@ impl Topology for AmqpDriver {
             ErrorKind::Unavailable,
             Duration::ZERO,
             async {
-                self.ch()
-                    .await?
-                    .exchange_delete(&topic_exchange(topic), ExchangeDeleteOptions::default())
-                    .await
-                    .map_err(amqp_err)?;
+                let ch = self.ch().await?;
+                for name in [topic_exchange(topic), topic_delay_exchange(topic)] {
+                    ch.exchange_delete(&name, ExchangeDeleteOptions::default())
+                        .await
+                        .map_err(amqp_err)?;
+                }
                 let mut reg = lock(&self.registry);
                 reg.topics.remove(topic);
                 reg.bindings.remove(topic);
@@ -212,17 +218,28 @@ impl Topology for AmqpDriver {
                 self.require_topic(topic).await?;
                 validate_pattern(pattern)?;
                 self.options(queue).await?;
-                self.ch()
-                    .await?
-                    .queue_bind(
-                        &q_name(queue),
-                        &topic_exchange(topic),
-                        pattern,
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(amqp_err)?;
+                let ch = self.ch().await?;
+                ch.queue_bind(
+                    &q_name(queue),
+                    &topic_exchange(topic),
+                    pattern,
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(amqp_err)?;
+                // Delayed publishes take the same binding into the queue's delay levels.
+                let delayed = topic_delay_exchange(topic);
+                self.declare_exchange(&delayed, ExchangeKind::Topic).await?;
+                ch.exchange_bind(
+                    &delay_name(queue, DELAY_LEVELS - 1),
+                    &delayed,
+                    pattern,
+                    ExchangeBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(amqp_err)?;
                 lock(&self.registry)
                     .bindings
                     .entry(topic.clone())
@@ -249,16 +266,24 @@ impl Topology for AmqpDriver {
                         "topic '{topic}' has no binding of queue '{queue}' with pattern '{pattern}'"
                     )));
                 }
-                self.ch()
-                    .await?
-                    .queue_unbind(
-                        &q_name(queue),
-                        &topic_exchange(topic),
-                        pattern,
-                        FieldTable::default(),
-                    )
-                    .await
-                    .map_err(amqp_err)?;
+                let ch = self.ch().await?;
+                ch.queue_unbind(
+                    &q_name(queue),
+                    &topic_exchange(topic),
+                    pattern,
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(amqp_err)?;
+                ch.exchange_unbind(
+                    &delay_name(queue, DELAY_LEVELS - 1),
+                    &topic_delay_exchange(topic),
+                    pattern,
+                    ExchangeUnbindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(amqp_err)?;
                 if let Some(b) = lock(&self.registry).bindings.get_mut(topic) {
                     b.remove(&(queue.clone(), pattern.to_string()));
                 }

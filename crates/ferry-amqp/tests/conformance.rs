@@ -1,19 +1,14 @@
-//! The ferry conformance suite against the RabbitMQ at 127.0.0.1:5672 (override with
-//! `FERRY_TEST_AMQP_URL`). Every test creates uniquely named queues and topics.
+//! The ferry conformance suite against the machine's RabbitMQ, in the test vhost
+//! (`support::url`; override with `FERRY_TEST_AMQP_URL`). Every test creates uniquely named queues and topics.
+
+mod support;
 
 use std::sync::Arc;
 
-use ferry_amqp::AmqpDriver;
 use ferry_core::Driver;
 
 async fn driver() -> Arc<dyn Driver> {
-    let url = std::env::var("FERRY_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string());
-    Arc::new(
-        AmqpDriver::connect(&url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to rabbitmq: {e}")),
-    )
+    Arc::new(support::connect().await)
 }
 
 // The conformance functions this first cut passes. Not listed yet (they fail, and the

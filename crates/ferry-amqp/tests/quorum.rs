@@ -1,8 +1,10 @@
 //! The conformance functions in quorum mode (`?queue_type=quorum`), against the
-//! RabbitMQ at 127.0.0.1:5672 (override with `FERRY_TEST_AMQP_QUORUM_URL`).
+//! machine's RabbitMQ in the test vhost (override with `FERRY_TEST_AMQP_QUORUM_URL`).
 //!
 //! Besides the ones `conformance.rs` leaves out, `priority_order` is not run here:
 //! quorum queues have no priorities before RabbitMQ 4.0 (the test machine runs 3.10).
+
+mod support;
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use ferry_core::Driver;
 
 async fn driver() -> Arc<dyn Driver> {
     let url = std::env::var("FERRY_TEST_AMQP_QUORUM_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f?queue_type=quorum".to_string());
+        .unwrap_or_else(|_| format!("{}?queue_type=quorum", support::url()));
     Arc::new(
         AmqpDriver::connect(&url)
             .await

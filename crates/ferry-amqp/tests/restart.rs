@@ -3,8 +3,11 @@
 //! their own, and every duplicate is explained by the restart (ledger-checked).
 //!
 //! This stops the machine's broker for a few seconds, so it is the only test in its
-//! binary (`cargo test` runs test binaries one after another); the [`Stopped`] guard
-//! starts the broker again even if the test fails.
+//! binary (`cargo test` runs test binaries one after another) and needs the broker to
+//! itself; the [`Stopped`] guard starts the broker again even if the test fails. A
+//! restart recovers every durable queue of the node, and each ferry queue is 33 of them
+//! (29 delay levels), so the test first deletes what earlier test binaries left in the
+//! test vhost, and runs in a vhost of its own that it deletes at the end.
 
 mod support;
 
@@ -17,13 +20,22 @@ use ferry_core::{Consumer, Delivery, Driver, ErrorKind, Message, QueueOptions, T
 use ferry_testkit::ledger::{Event, FinalState, check};
 use ferry_testkit::{eventually, unique_queue};
 
-use support::{Stopped, connect, dead_ids, fault, temp_ledger, url};
+use support::{Stopped, TEST_VHOST, dead_ids, delete_vhost, ensure_vhost, fault, temp_ledger};
+
+const VHOST: &str = "ferry-restart";
+
+fn url() -> String {
+    format!("amqp://guest:guest@127.0.0.1:5672/{VHOST}")
+}
 
 const LEASE: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_mid_stream_loses_nothing_confirmed() {
-    let admin = connect().await;
+    delete_vhost(TEST_VHOST);
+    delete_vhost(VHOST);
+    ensure_vhost(VHOST);
+    let admin = AmqpDriver::connect(&url()).await.expect("admin connects");
     let q = unique_queue("restart");
     admin
         .create_queue(
@@ -174,4 +186,5 @@ async fn broker_restart_mid_stream_loses_nothing_confirmed() {
     assert!(dead.is_empty(), "nothing dead-lettered: {dead:?}");
     assert!(verdict.sent >= 600, "the producer sent through the test");
     admin.delete_queue(&q).await.expect("delete queue");
+    delete_vhost(VHOST);
 }

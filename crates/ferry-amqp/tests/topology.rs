@@ -1,5 +1,6 @@
-//! Queue options are stored on the broker: another driver instance reads them, and an
-//! update replaces them.
+//! Topology shared between driver instances: queue options are stored on the broker
+//! (another driver reads them, an update replaces them), and topics and bindings made by
+//! one driver route the publishes of another, delayed ones included.
 
 use std::time::Duration;
 
@@ -7,10 +8,9 @@ use ferry_amqp::AmqpDriver;
 use ferry_core::{QueueOptions, Topology};
 use ferry_testkit::unique_queue;
 
-fn url() -> String {
-    std::env::var("FERRY_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
-}
+mod support;
+
+use support::url;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_options_are_durable_and_shared() {
@@ -68,4 +68,80 @@ async fn a_topic_made_by_another_driver_can_be_bound_and_published_to() {
     assert_eq!(err.kind(), ErrorKind::TopicNotFound);
     a.delete_topic(&t).await.expect("delete_topic");
     a.delete_queue(&q).await.expect("delete_queue");
+}
+
+/// A delayed publish is routed by RabbitMQ through the topic's delay exchange, so it
+/// reaches a queue bound by another process (this driver never saw the binding), after
+/// its delay, with its route key; an unbound route key is unroutable, delayed or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_publish_reaches_a_queue_bound_elsewhere() {
+    use ferry_core::{Driver, ErrorKind, Message, ReceiveOptions};
+    let binder = AmqpDriver::connect(&url()).await.expect("connect");
+    let publisher = AmqpDriver::connect(&url()).await.expect("connect");
+    let t = ferry_testkit::unique_topic("delayed");
+    let q = unique_queue("delayed");
+    binder.create_topic(&t).await.expect("create_topic");
+    binder
+        .create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create_queue");
+    binder.bind(&t, &q, "order.*").await.expect("bind");
+    let sent = std::time::Instant::now();
+    publisher
+        .publish(
+            &t,
+            "order.cancel",
+            vec![
+                Message::new("cancel unpaid order")
+                    .with_id("o-1")
+                    .with_delay(Duration::from_secs(1)),
+            ],
+        )
+        .await
+        .expect("a delayed publish to a topic bound by another driver");
+    let stats = binder.stats(Some(&q)).await.expect("stats");
+    assert_eq!(
+        stats[0].delayed, 1,
+        "waiting in the delay levels: {stats:?}"
+    );
+    let got = binder
+        .receive(
+            &q,
+            ReceiveOptions::max(1)
+                .with_lease(Duration::from_secs(30))
+                .with_wait(Duration::from_secs(20)),
+        )
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1, "delivered after its delay");
+    assert!(sent.elapsed() >= Duration::from_secs(1), "never early");
+    assert_eq!(got[0].id, "o-1");
+    assert_eq!(got[0].route_key.as_deref(), Some("order.cancel"));
+    assert!(
+        got[0].headers.keys().all(|k| !k.starts_with("x-ferry")),
+        "no routing state leaks into the headers: {:?}",
+        got[0].headers
+    );
+    binder.ack(&got[0].receipt).await.expect("ack");
+    let err = publisher
+        .publish(
+            &t,
+            "invoice.sent",
+            vec![Message::new("x").with_delay(Duration::from_secs(1))],
+        )
+        .await
+        .expect_err("no binding matches");
+    assert_eq!(err.kind(), ErrorKind::Unroutable);
+    binder.unbind(&t, &q, "order.*").await.expect("unbind");
+    let err = publisher
+        .publish(
+            &t,
+            "order.cancel",
+            vec![Message::new("x").with_delay(Duration::from_secs(1))],
+        )
+        .await
+        .expect_err("unbound: the delayed path is gone too");
+    assert_eq!(err.kind(), ErrorKind::Unroutable);
+    binder.delete_topic(&t).await.expect("delete_topic");
+    binder.delete_queue(&q).await.expect("delete_queue");
 }

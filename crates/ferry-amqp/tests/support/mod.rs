@@ -14,10 +14,49 @@ use ferry_amqp::AmqpDriver;
 use ferry_core::{DeadLetterQuery, DeadLetters, QueueName};
 use ferry_testkit::ledger::{Event, Ledger};
 
-/// The test broker's URL.
+/// The vhost the tests use on the machine's broker, so what they leave behind (the
+/// conformance functions do not delete their queues) is one `rabbitmqctl delete_vhost`
+/// away, and never mixes with anyone's data in `/`. `.ci/run` wipes it before the tests.
+pub const TEST_VHOST: &str = "ferry-test";
+
+/// The test broker's URL: `FERRY_TEST_AMQP_URL`, else the machine's broker with
+/// [`TEST_VHOST`] (created if missing).
 pub fn url() -> String {
-    std::env::var("FERRY_TEST_AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+    match std::env::var("FERRY_TEST_AMQP_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            ensure_vhost(TEST_VHOST);
+            format!("amqp://guest:guest@127.0.0.1:5672/{TEST_VHOST}")
+        }
+    }
+}
+
+/// Creates `vhost` on the machine's broker with full rights for `guest`, unless it is
+/// there already (once per test process).
+pub fn ensure_vhost(vhost: &str) {
+    static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut made = MADE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if made.iter().any(|v| v == vhost) {
+        return;
+    }
+    let listed = rabbitmqctl(&["list_vhosts", "-q", "name"]);
+    if !listed.lines().any(|l| l.trim() == vhost) {
+        // Another test process may create it at the same moment: its error is fine.
+        let _ = Command::new("rabbitmqctl")
+            .args(["add_vhost", vhost])
+            .output();
+    }
+    rabbitmqctl(&["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]);
+    made.push(vhost.to_string());
+}
+
+/// Deletes `vhost` with everything in it (ignoring a vhost that is not there).
+pub fn delete_vhost(vhost: &str) {
+    let _ = Command::new("rabbitmqctl")
+        .args(["delete_vhost", vhost])
+        .output();
 }
 
 /// Splits `amqp://[user:pass@]host[:port][/vhost][?query]` into (head, host:port, tail).
