@@ -1,6 +1,7 @@
 //! ferry on RabbitMQ beside a raw lapin loop with the same settings, in one run.
 //!
-//! Both sides publish N messages of SIZE bytes to a durable classic queue, persistent
+//! Both sides publish N messages of SIZE bytes to a durable classic queue with
+//! `x-max-priority` 9 (what a ferry queue is), persistent
 //! (`delivery_mode` 2), with the mandatory flag, in batches of BATCH whose publisher
 //! confirms are awaited before the next batch; then receive them and ack each one.
 //! Raw lapin consumes with `basic.consume` and a prefetch of BATCH; ferry with
@@ -22,7 +23,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 const BATCH: usize = 100;
@@ -34,13 +35,16 @@ async fn raw(url: &str, n: usize, size: usize, round: usize) -> Res<(f64, f64)> 
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     let queue = format!("bench.raw.{}.{round}", std::process::id());
+    // The same queue arguments as a ferry queue (a classic queue with priorities).
+    let mut args = FieldTable::default();
+    args.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(9));
     ch.queue_declare(
         &queue,
         QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
         },
-        FieldTable::default(),
+        args,
     )
     .await?;
     let payload = vec![b'x'; size];
