@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use ferry_core::{Error, ErrorKind, Result};
 
-use crate::driver::AmqpDriver;
+use crate::driver::{AmqpDriver, lock};
 
 impl AmqpDriver {
-    /// Runs `op` (named `what` in the error) within the operation timeout plus `extra`.
+    /// Runs `op` (named `what` in the error) within the operation timeout plus `extra`;
+    /// past it the link the call began on is marked broken.
     pub(crate) async fn bounded<T>(
         &self,
         what: &str,
@@ -27,11 +28,40 @@ impl AmqpDriver {
         extra: Duration,
         op: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        self.within(what, kind, extra, true, op).await
+    }
+
+    /// [`bounded`](Self::bounded) for browses (dead letters, history): they run on
+    /// private channels and may be long, so their timeout says nothing about the
+    /// shared channel, whose leases are left alone.
+    pub(crate) async fn bounded_browse<T>(
+        &self,
+        what: &str,
+        extra: Duration,
+        op: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.within(what, ErrorKind::Unavailable, extra, false, op)
+            .await
+    }
+
+    async fn within<T>(
+        &self,
+        what: &str,
+        kind: ErrorKind,
+        extra: Duration,
+        condemn: bool,
+        op: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let budget = self.op_timeout + extra;
+        // The link in use when the call began: a late timeout must not condemn a link
+        // that another call has opened since (its leases are fresh).
+        let generation = lock(&self.link).generation;
         match tokio::time::timeout(budget, op).await {
             Ok(result) => result,
             Err(_) => {
-                self.poison();
+                if condemn {
+                    self.poison(generation);
+                }
                 Err(Error::new(
                     kind,
                     format!(

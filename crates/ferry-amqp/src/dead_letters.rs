@@ -115,78 +115,58 @@ impl DeadLetters for AmqpDriver {
         queue: &QueueName,
         query: DeadLetterQuery,
     ) -> Result<Vec<DeadLetter>> {
-        self.bounded(
-            "a dead-letter operation",
-            ErrorKind::Unavailable,
-            self.op_timeout * 11,
-            async {
-                let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
-                Ok(all
-                    .iter()
-                    .map(|s| s.dead_letter(queue))
-                    .filter(|d| query.reason.as_ref().is_none_or(|r| *r == d.reason))
-                    .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
-                    .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
-                    .collect())
-            },
-        )
+        self.bounded_browse("a dead-letter operation", self.op_timeout * 11, async {
+            let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
+            Ok(all
+                .iter()
+                .map(|s| s.dead_letter(queue))
+                .filter(|d| query.reason.as_ref().is_none_or(|r| *r == d.reason))
+                .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
+                .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
+                .collect())
+        })
         .await
     }
 
     async fn get_dead_letter(&self, queue: &QueueName, id: &str) -> Result<DeadLetter> {
-        self.bounded(
-            "a dead-letter operation",
-            ErrorKind::Unavailable,
-            self.op_timeout * 11,
-            async {
-                let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
-                all.iter()
-                    .rev()
-                    .find(|s| s.id == id)
-                    .map(|s| s.dead_letter(queue))
-                    .ok_or_else(|| {
-                        Error::new(
-                            ErrorKind::MessageNotFound,
-                            format!("queue '{queue}' has no dead letter '{id}'"),
-                        )
-                    })
-            },
-        )
+        self.bounded_browse("a dead-letter operation", self.op_timeout * 11, async {
+            let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
+            all.iter()
+                .rev()
+                .find(|s| s.id == id)
+                .map(|s| s.dead_letter(queue))
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::MessageNotFound,
+                        format!("queue '{queue}' has no dead letter '{id}'"),
+                    )
+                })
+        })
         .await
     }
 
     async fn requeue_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
-        self.bounded(
-            "a dead-letter operation",
-            ErrorKind::Unavailable,
-            self.op_timeout * 11,
-            async {
-                let (_, ids) = self
-                    .browse_dead_letters(queue, |s| selected(&selection, &s.id), true)
-                    .await?;
-                let events = ids
-                    .iter()
-                    .map(|id| history_event(id, "requeued", 0, None))
-                    .collect();
-                self.record(queue, events).await;
-                Ok(ids.len() as u64)
-            },
-        )
+        self.bounded_browse("a dead-letter operation", self.op_timeout * 11, async {
+            let (_, ids) = self
+                .browse_dead_letters(queue, |s| selected(&selection, &s.id), true)
+                .await?;
+            let events = ids
+                .iter()
+                .map(|id| history_event(id, "requeued", 0, None))
+                .collect();
+            self.record(queue, events).await;
+            Ok(ids.len() as u64)
+        })
         .await
     }
 
     async fn delete_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
-        self.bounded(
-            "a dead-letter operation",
-            ErrorKind::Unavailable,
-            self.op_timeout * 11,
-            async {
-                let (_, ids) = self
-                    .browse_dead_letters(queue, |s| selected(&selection, &s.id), false)
-                    .await?;
-                Ok(ids.len() as u64)
-            },
-        )
+        self.bounded_browse("a dead-letter operation", self.op_timeout * 11, async {
+            let (_, ids) = self
+                .browse_dead_letters(queue, |s| selected(&selection, &s.id), false)
+                .await?;
+            Ok(ids.len() as u64)
+        })
         .await
     }
 }

@@ -15,7 +15,12 @@ use crate::error::amqp_err;
 use crate::names::{delay_name, deliver_exchange, dlq_name, history_name, q_name};
 use crate::stored::s;
 
-/// How long a queue's history keeps an event (the TTL of `ferry.h.N`).
+/// The most a queue's history holds (`x-max-length-bytes` of `ferry.h.N`); past it
+/// the oldest records go first.
+const HISTORY_MAX_BYTES: i64 = 256 << 20;
+
+/// How long a queue's history keeps an event (the TTL of `ferry.h.N`; the oldest records
+/// also go first once the history holds 256 MiB).
 pub const HISTORY_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 /// The highest AMQP priority a classic ferry queue distinguishes.
@@ -83,6 +88,11 @@ impl AmqpDriver {
             AMQPValue::LongLongInt(
                 i64::try_from(HISTORY_RETENTION.as_millis()).unwrap_or(i64::MAX),
             ),
+        );
+        // Bounded: the oldest records go first past 256 MiB (the TTL bounds them in time).
+        history_args.insert(
+            "x-max-length-bytes".into(),
+            AMQPValue::LongLongInt(HISTORY_MAX_BYTES),
         );
         self.declare_queue(&history_name(queue), history_args)
             .await?;

@@ -27,7 +27,7 @@ use crate::names::{
     delay_name, dlq_name, history_name, q_name, topic_delay_exchange, topic_exchange,
 };
 use crate::publish::{Target, publish_many, publish_recorded};
-use crate::stored::Stored;
+use crate::stored::{Stored, check_encodable};
 use crate::url::UrlOptions;
 
 pub(crate) const POLL: Duration = Duration::from_millis(50);
@@ -125,21 +125,55 @@ impl AmqpDriver {
         &self.name
     }
 
-    pub(crate) async fn count(&self, name: &str) -> Result<u64> {
-        let q = self
-            .ch()
+    /// The message counts of queues `names` (`None` for a missing one), by passive
+    /// declares on a private channel (a failed passive declare closes its channel, and
+    /// the shared one carries every lease), all in flight at once.
+    pub(crate) async fn counts(&self, names: &[String]) -> Result<Vec<Option<u64>>> {
+        let ch = self
+            .link()
             .await?
-            .queue_declare(
-                name,
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+            .connection
+            .create_channel()
             .await
             .map_err(amqp_err)?;
-        Ok(u64::from(q.message_count()))
+        let mut asks = tokio::task::JoinSet::new();
+        for (i, name) in names.iter().enumerate() {
+            let (ch, name) = (ch.clone(), name.clone());
+            asks.spawn(async move {
+                let passive = QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                };
+                let r = ch
+                    .queue_declare(&name, passive, FieldTable::default())
+                    .await;
+                (i, r.map(|q| u64::from(q.message_count())))
+            });
+        }
+        let mut out = vec![None; names.len()];
+        let mut missing = false;
+        while let Some(joined) = asks.join_next().await {
+            match joined {
+                Ok((i, Ok(n))) => out[i] = Some(n),
+                Ok((_, Err(_))) => missing = true,
+                Err(e) => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("rabbitmq: a count task failed: {e}"),
+                    ));
+                }
+            }
+        }
+        if !missing {
+            let _ = ch.close(200, "ok").await;
+            return Ok(out);
+        }
+        // Some queue is missing (its error closed the channel, failing the rest too):
+        // ask one by one, each on a channel of its own.
+        for (i, name) in names.iter().enumerate() {
+            out[i] = self.broker_has_queue(name).await?.map(u64::from);
+        }
+        Ok(out)
     }
 }
 
@@ -156,6 +190,7 @@ impl Driver for AmqpDriver {
             per_item(batch.len(), Duration::from_millis(5)),
             async {
                 self.limits.validate_batch(&batch)?;
+                check_encodable(&batch)?;
                 let options = self.options(queue).await?;
                 let now = SystemTime::now();
                 let stored: Vec<Stored> = batch
@@ -199,6 +234,7 @@ impl Driver for AmqpDriver {
             async {
                 validate_route_key(route_key)?;
                 self.limits.validate_batch(&batch)?;
+                check_encodable(&batch)?;
                 self.require_topic(topic).await?;
                 let queues: Vec<QueueName> = {
                     let reg = lock(&self.registry);
@@ -329,52 +365,60 @@ impl Driver for AmqpDriver {
                 return Err(Error::invalid_input("lease must be between 1ms and 7d"));
             }
             self.sweep().await;
+            let stale = || Error::stale_receipt(receipt.queue().as_str(), receipt.message_id());
+            let generation = match lock(&self.leases).get(receipt.token()) {
+                Some(l) if l.queue == *receipt.queue() && l.stored.id == receipt.message_id() => {
+                    l.generation
+                }
+                _ => return Err(stale()),
+            };
+            // The lease is only as good as its channel: once that is gone the broker
+            // has handed the message back (maybe to someone else already).
+            match self.holder(generation).await {
+                Err(e) if e.kind() == ErrorKind::StaleReceipt => {
+                    lock(&self.leases).remove(receipt.token());
+                    return Err(stale());
+                }
+                r => r.map(|_| ())?,
+            }
             let mut leases = lock(&self.leases);
             match leases.get_mut(receipt.token()) {
-                Some(l) if l.queue == *receipt.queue() && l.stored.id == receipt.message_id() => {
+                Some(l) => {
                     l.until = SystemTime::now() + lease;
                     Ok(l.until)
                 }
-                _ => Err(Error::stale_receipt(
-                    receipt.queue().as_str(),
-                    receipt.message_id(),
-                )),
+                None => Err(stale()),
             }
         })
         .await
     }
 
     async fn history(&self, queue: &QueueName, id: &str) -> Result<Vec<HistoryEvent>> {
-        self.bounded(
-            "a history lookup",
-            ErrorKind::Unavailable,
-            self.op_timeout * 9,
-            async {
-                self.options(queue).await?;
-                let _guard = self.history_lock.lock().await;
-                let link = self.link().await?;
-                let ch = link.connection.create_channel().await.map_err(amqp_err)?;
-                let mut events = Vec::new();
-                let result: Result<()> = async {
-                    while let Some(m) = ch
-                        .basic_get(&history_name(queue), BasicGetOptions { no_ack: false })
-                        .await
-                        .map_err(amqp_err)?
-                    {
-                        events.extend(
-                            read_record(&m.delivery.data)
-                                .into_iter()
-                                .filter(|e| e.id() == id),
-                        );
-                    }
-                    Ok(())
+        self.bounded_browse("a history lookup", self.op_timeout * 9, async {
+            self.options(queue).await?;
+            let _guard = self.history_lock.lock().await;
+            let link = self.link().await?;
+            let ch = link.connection.create_channel().await.map_err(amqp_err)?;
+            let mut events = Vec::new();
+            let result: Result<()> = async {
+                while let Some(m) = ch
+                    .basic_get(&history_name(queue), BasicGetOptions { no_ack: false })
+                    .await
+                    .map_err(amqp_err)?
+                {
+                    events.extend(
+                        read_record(&m.delivery.data)
+                            .into_iter()
+                            .filter(|e| e.id() == id),
+                    );
                 }
-                .await;
-                let _ = ch.close(200, "ok").await;
-                result?;
-                Ok(of_message(events, id))
-            },
-        )
+                Ok(())
+            }
+            .await;
+            let _ = ch.close(200, "ok").await;
+            result?;
+            Ok(of_message(events, id))
+        })
         .await
     }
 
@@ -394,12 +438,14 @@ impl Driver for AmqpDriver {
                 };
                 let mut out = Vec::new();
                 for q in names {
-                    let ready = self.count(&q_name(&q)).await?;
-                    let dead = self.count(&dlq_name(&q)).await?;
-                    let mut delayed = 0;
-                    for k in 0..DELAY_LEVELS {
-                        delayed += self.count(&delay_name(&q, k)).await?;
-                    }
+                    let mut of_queue = vec![q_name(&q), dlq_name(&q)];
+                    of_queue.extend((0..DELAY_LEVELS).map(|k| delay_name(&q, k)));
+                    let counts = self.counts(&of_queue).await?;
+                    let Some(ready) = counts[0] else {
+                        return Err(Error::queue_not_found(q.as_str()));
+                    };
+                    let dead = counts[1].unwrap_or(0);
+                    let delayed = counts[2..].iter().flatten().sum();
                     let in_flight =
                         lock(&self.leases).values().filter(|l| l.queue == q).count() as u64;
                     out.push(QueueStats::new(q.as_str(), ready, delayed, in_flight, dead));

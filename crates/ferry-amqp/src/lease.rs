@@ -17,7 +17,7 @@ use crate::names::{H_ATTEMPTS, H_FIRST_FAILED, H_LAST_ERROR, q_name};
 use crate::stored::Stored;
 
 /// One unacked delivery held by this driver.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Lease {
     pub(crate) queue: QueueName,
     pub(crate) generation: u64,
@@ -225,6 +225,8 @@ impl AmqpDriver {
                     .internal
                     .entry(H_FIRST_FAILED.into())
                     .or_insert_with(|| to_millis(SystemTime::now()).to_string());
+                // A retry is never further out than the longest delay the levels hold.
+                let not_before = not_before.min(SystemTime::now() + ferry_core::MAX_DELAY);
                 self.enqueue_at(&link.channel, &lease.queue, &stored, not_before)
                     .await?;
                 self.ack_tag(lease.generation, lease.tag).await

@@ -115,11 +115,12 @@ impl AmqpDriver {
         }
     }
 
-    /// Marks the current link broken (an operation on it went unanswered): the next
-    /// call opens a new connection, and the old one is closed in the background.
-    pub(crate) fn poison(&self) {
+    /// Marks the link of `generation` broken if it is still the current one (an
+    /// operation on it went unanswered): the next call opens a new connection, and the
+    /// old one is closed in the background.
+    pub(crate) fn poison(&self, generation: u64) {
         let current = lock(&self.link).clone();
-        if !current.broken.swap(true, Ordering::SeqCst) {
+        if current.generation == generation && !current.broken.swap(true, Ordering::SeqCst) {
             tracing::warn!(
                 generation = current.generation,
                 "rabbitmq: an operation went unanswered; replacing the connection"

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferry_core::{Error, QueueName, QueueOptions, Result};
+use ferry_core::{Error, ErrorKind, QueueName, QueueOptions, Result};
 use lapin::options::{BasicGetOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 
@@ -55,7 +55,8 @@ impl AmqpDriver {
             return Err(Error::queue_not_found(queue.as_str()));
         }
         let mut options = None;
-        for _ in 0..5 {
+        let mut pause = Duration::from_millis(20);
+        for _ in 0..8 {
             let ch = self
                 .link()
                 .await?
@@ -76,13 +77,26 @@ impl AmqpDriver {
                     break;
                 }
                 // Another reader holds it for a moment.
-                Ok(None) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Ok(None) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
                 // A queue without a record (made outside ferry): defaults.
-                Err(e) if is_not_found(&e) => break,
+                Err(e) if is_not_found(&e) => {
+                    options = Some(QueueOptions::default());
+                    break;
+                }
                 Err(e) => return Err(amqp_err(e)),
             }
         }
-        let options = options.unwrap_or_default();
+        // Held by other readers all along: say so rather than cache defaults that may
+        // be wrong (a wrong max_attempts or lease would stay for the process's life).
+        let options = options.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("rabbitmq: the options of queue '{queue}' stayed busy (other readers); try again"),
+            )
+        })?;
         lock(&self.registry)
             .queues
             .entry(queue.clone())

@@ -124,10 +124,22 @@ pub(crate) async fn publish_recorded(
         None => None,
     };
     let mut first_error = None;
+    let mut stored_some = false;
     for (target, confirm) in confirms {
-        if let Err(e) = outcome(target, confirm.await) {
-            first_error.get_or_insert(e);
+        match outcome(target, confirm.await) {
+            Ok(()) => stored_some = true,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
         }
+    }
+    // Part of the batch is stored: the caller must not take the error for "nothing
+    // was sent" (resending the whole batch would duplicate the stored part).
+    if stored_some && let Some(e) = first_error.take() {
+        first_error = Some(Error::new(
+            ErrorKind::Indeterminate,
+            format!("part of the batch was stored, part was not: {e}"),
+        ));
     }
     if let Some(confirm) = record_confirm
         && let Err(e) = confirm.await

@@ -11,13 +11,13 @@
 
 use std::time::SystemTime;
 
-use ferry_core::{Delivery, QueueName, Receipt, ReceiveOptions, Result, reason};
+use ferry_core::{Delivery, Error, ErrorKind, QueueName, Receipt, ReceiveOptions, Result, reason};
 use lapin::message::BasicGetMessage;
 use lapin::options::BasicGetOptions;
 use tokio::task::JoinSet;
 
 use crate::driver::{AmqpDriver, POLL, lock};
-use crate::error::amqp_err;
+use crate::error::{amqp_err, is_not_found};
 use crate::history::history_event;
 use crate::lease::{Lease, token};
 use crate::link::Link;
@@ -61,28 +61,55 @@ impl AmqpDriver {
                             .internal
                             .insert(H_ATTEMPTS.into(), attempts.to_string());
                         let id = stored.id.clone();
-                        let event = if attempts >= qopts.max_attempts {
+                        let handled = if attempts >= qopts.max_attempts {
                             self.to_dead_letters(
                                 &link,
                                 queue,
-                                stored,
+                                stored.clone(),
                                 tag,
                                 reason::LEASE_EXPIRED,
                                 None,
                             )
-                            .await?;
-                            history_event(
-                                &id,
-                                "dead_lettered",
-                                attempts,
-                                Some(reason::LEASE_EXPIRED.into()),
-                            )
+                            .await
+                            .map(|()| {
+                                history_event(
+                                    &id,
+                                    "dead_lettered",
+                                    attempts,
+                                    Some(reason::LEASE_EXPIRED.into()),
+                                )
+                            })
                         } else {
-                            self.publish_one(&link.channel, "", &name, &stored).await?;
-                            self.ack_tag(link.generation, tag).await?;
-                            history_event(&id, "lease_expired", attempts, None)
+                            match self.publish_one(&link.channel, "", &name, &stored).await {
+                                Ok(()) => self
+                                    .ack_tag(link.generation, tag)
+                                    .await
+                                    .map(|()| history_event(&id, "lease_expired", attempts, None)),
+                                Err(e) => Err(e),
+                            }
                         };
-                        self.record(queue, vec![event]).await;
+                        match handled {
+                            Ok(event) => self.record(queue, vec![event]).await,
+                            Err(e) => {
+                                // Not moved on: hold it as an expired lease, so the
+                                // sweep tries again (and the deliveries already taken
+                                // in this call still reach the caller).
+                                tracing::warn!(queue = %queue, id = %id, error = %e, "rabbitmq: a crashed holder's delivery is not counted yet; trying again soon");
+                                lock(&self.leases).insert(
+                                    token(link.generation, tag),
+                                    Lease {
+                                        queue: queue.clone(),
+                                        generation: link.generation,
+                                        tag,
+                                        until: SystemTime::now(),
+                                        attempt: attempts,
+                                        max_attempts: qopts.max_attempts,
+                                        delivered: history_event(&id, "delivered", attempts, None),
+                                        stored,
+                                    },
+                                );
+                            }
+                        }
                         continue;
                     }
                     let attempt = stored.attempts() + 1;
@@ -127,7 +154,18 @@ impl AmqpDriver {
 /// the broker's order; empty when the queue has none ready.
 async fn take(link: &Link, name: &str, max: usize) -> Result<Vec<BasicGetMessage>> {
     let get = BasicGetOptions { no_ack: false };
-    let Some(first) = link.channel.basic_get(name, get).await.map_err(amqp_err)? else {
+    let first = link.channel.basic_get(name, get).await.map_err(|e| {
+        if is_not_found(&e) {
+            // Deleted under us (by another process): not an outage to retry.
+            Error::new(
+                ErrorKind::QueueNotFound,
+                format!("rabbitmq: the queue behind {name} is gone: {e}"),
+            )
+        } else {
+            amqp_err(e)
+        }
+    })?;
+    let Some(first) = first else {
         return Ok(Vec::new());
     };
     let more = usize::try_from(first.message_count)

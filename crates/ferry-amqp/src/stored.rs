@@ -156,3 +156,36 @@ impl Stored {
         }
     }
 }
+
+/// The longest header name AMQP can carry (a short string).
+const MAX_HEADER_NAME: usize = 255;
+
+/// Refuses what AMQP cannot encode (core's limits allow it): a header name longer than
+/// a short string. Written unchecked it would be a corrupt frame, and the broker would
+/// close the whole connection.
+pub(crate) fn check_encodable(batch: &[ferry_core::Message]) -> ferry_core::Result<()> {
+    for m in batch {
+        if let Some(name) = m.headers().keys().find(|k| k.len() > MAX_HEADER_NAME) {
+            return Err(ferry_core::Error::invalid_input(format!(
+                "header name of {} bytes in message '{}': RabbitMQ takes header names of at most {MAX_HEADER_NAME} bytes",
+                name.len(),
+                m.id()
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlong_header_names_are_refused() {
+        let ok = ferry_core::Message::new("x").with_header("k".repeat(255), "v");
+        assert!(check_encodable(&[ok]).is_ok());
+        let bad = ferry_core::Message::new("x").with_header("k".repeat(256), "v");
+        let e = check_encodable(&[bad]).expect_err("too long");
+        assert_eq!(e.kind(), ferry_core::ErrorKind::InvalidInput);
+    }
+}

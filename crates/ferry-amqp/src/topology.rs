@@ -111,11 +111,8 @@ impl Topology for AmqpDriver {
             async {
                 self.options(queue).await?;
                 let del = QueueDeleteOptions::default();
-                self.ch()
-                    .await?
-                    .queue_delete(&q_name(queue), del)
-                    .await
-                    .map_err(amqp_err)?;
+                // The queue itself goes last: `options` finds a queue by it, so a delete
+                // cut short can be run again to finish.
                 self.ch()
                     .await?
                     .queue_delete(&dlq_name(queue), del)
@@ -147,6 +144,11 @@ impl Topology for AmqpDriver {
                 self.ch()
                     .await?
                     .exchange_delete(&deliver_exchange(queue), ExchangeDeleteOptions::default())
+                    .await
+                    .map_err(amqp_err)?;
+                self.ch()
+                    .await?
+                    .queue_delete(&q_name(queue), del)
                     .await
                     .map_err(amqp_err)?;
                 lock(&self.leases).retain(|_, l| l.queue != *queue);
