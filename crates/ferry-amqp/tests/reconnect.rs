@@ -36,6 +36,14 @@ async fn reconnects_after_the_connection_is_closed() {
     close_connection(d.connection_name());
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // The first call after the loss is an extend (every handler slot busy, no receive
+    // ran): the lease died with its channel, so it is stale, not extended.
+    let extended = d.extend(&got[0].receipt, Duration::from_secs(60)).await;
+    assert!(
+        matches!(&extended, Err(e) if e.kind() == ErrorKind::StaleReceipt),
+        "extending a lease of the closed channel is refused: {extended:?}"
+    );
+
     let again = d
         .receive(
             &q,
