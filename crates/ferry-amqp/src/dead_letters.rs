@@ -56,13 +56,7 @@ impl AmqpDriver {
     ) -> Result<(Vec<Stored>, Vec<String>)> {
         self.options(queue).await?;
         let _guard = self.dlq_lock.lock().await;
-        let ch = self
-            .link()
-            .await?
-            .connection
-            .create_channel()
-            .await
-            .map_err(amqp_err)?;
+        let ch = self.private_channel().await?;
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(amqp_err)?;

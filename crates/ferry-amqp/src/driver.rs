@@ -129,13 +129,7 @@ impl AmqpDriver {
     /// declares on a private channel (a failed passive declare closes its channel, and
     /// the shared one carries every lease), all in flight at once.
     pub(crate) async fn counts(&self, names: &[String]) -> Result<Vec<Option<u64>>> {
-        let ch = self
-            .link()
-            .await?
-            .connection
-            .create_channel()
-            .await
-            .map_err(amqp_err)?;
+        let ch = self.private_channel().await?;
         let mut asks = tokio::task::JoinSet::new();
         for (i, name) in names.iter().enumerate() {
             let (ch, name) = (ch.clone(), name.clone());

@@ -149,6 +149,18 @@ impl AmqpDriver {
         open_channel(connection, generation).await
     }
 
+    /// A new channel on the current connection, for what must not risk the shared
+    /// channel (a failed passive declare closes its channel) or must hold messages
+    /// only for a moment (browses: closing the channel returns what it took).
+    pub(crate) async fn private_channel(&self) -> Result<Channel> {
+        self.link()
+            .await?
+            .connection
+            .create_channel()
+            .await
+            .map_err(amqp_err)
+    }
+
     pub(crate) async fn ch(&self) -> Result<Channel> {
         Ok(self.link().await?.channel.clone())
     }

@@ -17,13 +17,7 @@ impl AmqpDriver {
     /// Whether the broker has queue `name` (a passive declare on a throwaway channel,
     /// since a failed passive declare closes its channel).
     pub(crate) async fn broker_has_queue(&self, name: &str) -> Result<Option<u32>> {
-        let ch = self
-            .link()
-            .await?
-            .connection
-            .create_channel()
-            .await
-            .map_err(amqp_err)?;
+        let ch = self.private_channel().await?;
         let r = ch
             .queue_declare(
                 name,
@@ -57,13 +51,7 @@ impl AmqpDriver {
         let mut options = None;
         let mut pause = Duration::from_millis(20);
         for _ in 0..8 {
-            let ch = self
-                .link()
-                .await?
-                .connection
-                .create_channel()
-                .await
-                .map_err(amqp_err)?;
+            let ch = self.private_channel().await?;
             let got = ch
                 .basic_get(&options_name(queue), BasicGetOptions { no_ack: false })
                 .await;

@@ -29,13 +29,7 @@ impl AmqpDriver {
         if lock(&self.registry).topics.contains(topic) {
             return Ok(());
         }
-        let ch = self
-            .link()
-            .await?
-            .connection
-            .create_channel()
-            .await
-            .map_err(amqp_err)?;
+        let ch = self.private_channel().await?;
         let r = ch
             .exchange_declare(
                 &topic_exchange(topic),
