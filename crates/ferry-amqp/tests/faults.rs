@@ -13,7 +13,7 @@
 //!   the one-second one arrives on time (the delay levels never hold a short delay
 //!   behind a long one).
 //!
-//! A fault's window runs from its injection until the consumer is seen making progress
+//! A fault's window (see `ferry_testkit::fault_script`) runs from its injection until the consumer is seen making progress
 //! again; the ledger gets a `fault` line at its start, at the end of an outage and at its
 //! end: a handler that finished inside the window may have lost its ack to the fault,
 //! and its redelivery runs after the window.
@@ -30,6 +30,7 @@ use ferry_amqp::AmqpDriver;
 use ferry_core::{
     Consumer, Delivery, Driver, Message, QueueName, QueueOptions, ReceiveOptions, Topology,
 };
+use ferry_testkit::fault_script::{Fault, inject_faults};
 use ferry_testkit::ledger::{Event, FinalState, Ledger, check};
 use ferry_testkit::proxy::Proxy;
 use ferry_testkit::{eventually, unique_queue};
@@ -43,73 +44,15 @@ const LEASE: Duration = Duration::from_secs(2);
 /// (`timeout=1000` in the proxied URL) and the lease.
 const OUTAGE: Duration = Duration::from_secs(3);
 
-/// Waits until the handlers recorded `n` effects.
-async fn effects_reach(effects: &AtomicUsize, n: usize, what: &str) {
-    eventually(Duration::from_secs(60), what, || async {
-        (effects.load(Ordering::SeqCst) >= n).then_some(())
-    })
-    .await;
-}
-
-/// A fault the script injects.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// Close the connections.
-    Cut,
-    /// Silence for [`OUTAGE`], then deliver what was held.
-    Stall,
-    /// Silence the connections for good; new ones work again after [`OUTAGE`].
-    Blackhole,
-    /// Close the connections and refuse new ones for [`OUTAGE`] (the broker is down).
-    Down,
-}
-
-/// The fault script: each fault at a progress point; each fault's window is closed by
-/// a second ledger line once 100 more effects are recorded.
-async fn inject_faults(proxy: &Proxy, ledger: &Ledger, effects: &AtomicUsize) {
-    for (at, what) in [
-        (150, Fault::Cut),
-        (300, Fault::Cut),
-        (500, Fault::Stall),
-        (750, Fault::Blackhole),
-        (1_000, Fault::Down),
-        (1_250, Fault::Cut),
-    ] {
-        effects_reach(effects, at, "progress before the next fault").await;
-        fault(ledger, format!("{what:?} at {at} effects"));
-        let started = Instant::now();
-        match what {
-            Fault::Cut => proxy.cut(),
-            Fault::Stall => {
-                proxy.stall(true);
-                tokio::time::sleep(OUTAGE).await;
-                fault(ledger, "stall over");
-                proxy.stall(false);
-            }
-            Fault::Blackhole => {
-                proxy.blackhole(true);
-                tokio::time::sleep(OUTAGE).await;
-                fault(ledger, "blackhole over");
-                proxy.blackhole(false);
-            }
-            Fault::Down => {
-                proxy.refuse(true);
-                proxy.cut();
-                tokio::time::sleep(OUTAGE).await;
-                fault(ledger, "broker back");
-                proxy.refuse(false);
-            }
-        }
-        let now = effects.load(Ordering::SeqCst);
-        effects_reach(effects, (now + 100).min(MESSAGES), "progress after a fault").await;
-        fault(ledger, "fault window over: progress again");
-        eprintln!(
-            "{what:?} at {at}: progress again {:?} after the fault; {} connections so far",
-            started.elapsed(),
-            proxy.connections()
-        );
-    }
-}
+/// The fault script: each fault at a number of effects.
+const SCHEDULE: &[(usize, Fault)] = &[
+    (150, Fault::Cut),
+    (300, Fault::Cut),
+    (500, Fault::Stall),
+    (750, Fault::Blackhole),
+    (1_000, Fault::Down),
+    (1_250, Fault::Cut),
+];
 
 /// The consumer through the proxy finishes the queue through cuts, a stall, a
 /// blackhole and an outage: nothing lost, duplicates only from faults, a bounded number
@@ -180,7 +123,7 @@ async fn consumer_survives_cuts_stalls_and_a_blackhole() {
     }));
     tokio::time::timeout(
         Duration::from_secs(120),
-        inject_faults(&proxy, &ledger, &effects),
+        inject_faults(&proxy, &ledger, &effects, SCHEDULE, MESSAGES, OUTAGE),
     )
     .await
     .expect("the fault script finishes (the consumer keeps making progress)");

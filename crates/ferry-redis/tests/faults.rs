@@ -33,6 +33,7 @@ use ferry_core::{
     ReceiveOptions, Settlement, Topology,
 };
 use ferry_redis::{RedisConfig, RedisDriver};
+use ferry_testkit::fault_script::{Fault, inject_faults};
 use ferry_testkit::ledger::{Event, FinalState, Ledger, check};
 use ferry_testkit::proxy::Proxy;
 use ferry_testkit::{eventually, unique_queue};
@@ -118,72 +119,16 @@ const LEASE: Duration = Duration::from_secs(2);
 /// How long a stall, blackhole or refusal lasts: longer than the response timeout and the lease.
 const OUTAGE: Duration = Duration::from_secs(3);
 
-/// Waits until the handlers recorded `n` effects.
-async fn effects_reach(effects: &AtomicUsize, n: usize, what: &str) {
-    eventually(Duration::from_secs(60), what, || async {
-        (effects.load(Ordering::SeqCst) >= n).then_some(())
-    })
-    .await;
-}
-
-/// A fault the script injects.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// Close the connections.
-    Cut,
-    /// Silence for [`OUTAGE`], then deliver what was held.
-    Stall,
-    /// Silence the connections for good; new ones work again after [`OUTAGE`].
-    Blackhole,
-    /// Close the connections and refuse new ones for [`OUTAGE`] (the server is down).
-    Down,
-}
-
-/// The fault script: each fault at a progress point; each fault's window is closed by
-/// a second ledger line once 100 more effects are recorded.
-async fn inject_faults(proxy: &Proxy, ledger: &Ledger, effects: &AtomicUsize) {
-    for (at, what) in [
-        (200, Fault::Cut),
-        (450, Fault::Cut),
-        (700, Fault::Stall),
-        (1_000, Fault::Blackhole),
-        (1_300, Fault::Down),
-        (1_600, Fault::Cut),
-        (1_800, Fault::Cut),
-    ] {
-        effects_reach(effects, at, "progress before the next fault").await;
-        fault(ledger, format!("{what:?} at {at} effects"));
-        match what {
-            Fault::Cut => proxy.cut(),
-            Fault::Stall => {
-                proxy.stall(true);
-                tokio::time::sleep(OUTAGE).await;
-                fault(ledger, "stall over");
-                proxy.stall(false);
-            }
-            Fault::Blackhole => {
-                proxy.blackhole(true);
-                tokio::time::sleep(OUTAGE).await;
-                fault(ledger, "blackhole over");
-                proxy.blackhole(false);
-            }
-            Fault::Down => {
-                proxy.refuse(true);
-                proxy.cut();
-                tokio::time::sleep(OUTAGE).await;
-                fault(ledger, "server back");
-                proxy.refuse(false);
-            }
-        }
-        let now = effects.load(Ordering::SeqCst);
-        effects_reach(effects, (now + 100).min(MESSAGES), "progress after a fault").await;
-        fault(ledger, "fault window over: progress again");
-        eprintln!(
-            "{what:?} at {at}: recovered; {} connections so far",
-            proxy.connections()
-        );
-    }
-}
+/// The fault script: each fault at a number of effects.
+const SCHEDULE: &[(usize, Fault)] = &[
+    (200, Fault::Cut),
+    (450, Fault::Cut),
+    (700, Fault::Stall),
+    (1_000, Fault::Blackhole),
+    (1_300, Fault::Down),
+    (1_600, Fault::Cut),
+    (1_800, Fault::Cut),
+];
 
 /// The consumer through the proxy finishes the queue through cuts and a blackhole:
 /// nothing lost, duplicates only from faults, a bounded number of reconnects.
@@ -250,7 +195,7 @@ async fn consumer_survives_cuts_and_a_blackhole() {
     let run = tokio::spawn(consumer.run(std::future::pending()));
     tokio::time::timeout(
         Duration::from_secs(90),
-        inject_faults(&proxy, &ledger, &effects),
+        inject_faults(&proxy, &ledger, &effects, SCHEDULE, MESSAGES, OUTAGE),
     )
     .await
     .expect("the fault script finishes (the consumer keeps making progress)");

@@ -12,6 +12,7 @@
 //! - small helpers: unique names so tests share a backend safely, and explicit waits.
 
 pub mod conformance;
+pub mod fault_script;
 pub mod ledger;
 pub mod proxy;
 pub mod runtime;
