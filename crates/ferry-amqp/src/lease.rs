@@ -177,18 +177,7 @@ impl AmqpDriver {
                 receipt.message_id(),
             ));
         };
-        let (event, detail) = match &settlement.action {
-            SettleAction::Ack => ("acked", None),
-            SettleAction::Retry { error, .. } => ("retried", error.clone()),
-            SettleAction::Release => ("released", None),
-            SettleAction::DeadLetter { reason, error } => (
-                "dead_lettered",
-                Some(match error {
-                    Some(e) => format!("{reason}: {e}"),
-                    None => reason.clone(),
-                }),
-            ),
-        };
+        let (event, detail) = settlement.action.history_event();
         let (queue, id, attempt) = (lease.queue.clone(), lease.stored.id.clone(), lease.attempt);
         let delivered = lease.delivered.clone();
         self.apply(lease, settlement.action).await?;

@@ -23,14 +23,16 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use ferry_amqp::AmqpDriver;
 use ferry_core::{
     Consumer, Delivery, Driver, Message, QueueName, QueueOptions, ReceiveOptions, Topology,
 };
-use ferry_testkit::fault_script::{Fault, inject_faults};
+use ferry_testkit::fault_script::{
+    Fault, inject_faults, recording_handler, send_recorded, stop_when_drained,
+};
 use ferry_testkit::ledger::{Event, FinalState, Ledger, check};
 use ferry_testkit::proxy::Proxy;
 use ferry_testkit::{eventually, unique_queue};
@@ -79,39 +81,14 @@ async fn consumer_survives_cuts_stalls_and_a_blackhole() {
         )
         .await
         .expect("create queue");
-    for chunk in 0..MESSAGES / 100 {
-        let batch: Vec<Message> = (0..100)
-            .map(|i| Message::new(format!("m-{chunk}-{i}")))
-            .collect();
-        let sent: Vec<Event> = batch
-            .iter()
-            .map(|m| Event::Sent {
-                id: m.id().to_string(),
-            })
-            .collect();
-        direct.send(&q, batch).await.expect("send");
-        ledger.append_all(&sent).expect("ledger");
-    }
+    send_recorded(&direct, &q, MESSAGES, &ledger).await;
 
     let effects = Arc::new(AtomicUsize::new(0));
-    let handler = {
-        let ledger = ledger.clone();
-        let effects = Arc::clone(&effects);
-        move |d: Delivery| {
-            let ledger = ledger.clone();
-            let effects = Arc::clone(&effects);
-            async move {
-                ledger.append(&Event::Delivered {
-                    id: d.id.clone(),
-                    attempt: d.attempt,
-                })?;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                ledger.append(&Event::Effect { id: d.id.clone() })?;
-                effects.fetch_add(1, Ordering::SeqCst);
-                Ok::<(), std::io::Error>(())
-            }
-        }
-    };
+    let handler = recording_handler(
+        ledger.clone(),
+        Arc::clone(&effects),
+        Duration::from_millis(2),
+    );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let consumer = Consumer::builder(q.clone())
         .concurrency(CONCURRENCY)
@@ -129,17 +106,7 @@ async fn consumer_survives_cuts_stalls_and_a_blackhole() {
     .expect("the fault script finishes (the consumer keeps making progress)");
     // The rest of the queue, then the stop: the consumer must stop when told, even
     // though its connection went through all of the above.
-    eventually(Duration::from_secs(60), "the queue drains", || async {
-        let s = direct.stats(Some(&q)).await.ok()?;
-        s.first().filter(|s| s.is_drained()).map(|_| ())
-    })
-    .await;
-    let _ = stop_tx.send(());
-    let report = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("the consumer stops when told")
-        .expect("consumer task")
-        .expect("consumer run");
+    let report = stop_when_drained(&direct, &q, stop_tx, run).await;
     eprintln!("consumer report: {report:?}");
 
     let dead = dead_ids(&direct, &q).await;

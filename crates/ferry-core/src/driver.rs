@@ -159,6 +159,33 @@ pub enum SettleAction {
     },
 }
 
+impl SettleAction {
+    /// The message-history event this settlement records, and its detail: `acked`,
+    /// `retried` (the error), `released`, `dead_lettered` (`reason: error`). The same on
+    /// every backend that writes history from the driver.
+    ///
+    /// ```
+    /// use ferry_core::SettleAction;
+    /// let dead = SettleAction::DeadLetter { reason: "rejected".into(), error: Some("bad".into()) };
+    /// assert_eq!(dead.history_event(), ("dead_lettered", Some("rejected: bad".to_string())));
+    /// assert_eq!(SettleAction::Ack.history_event(), ("acked", None));
+    /// ```
+    pub fn history_event(&self) -> (&'static str, Option<String>) {
+        match self {
+            SettleAction::Ack => ("acked", None),
+            SettleAction::Retry { error, .. } => ("retried", error.clone()),
+            SettleAction::Release => ("released", None),
+            SettleAction::DeadLetter { reason, error } => (
+                "dead_lettered",
+                Some(match error {
+                    Some(e) => format!("{reason}: {e}"),
+                    None => reason.clone(),
+                }),
+            ),
+        }
+    }
+}
+
 /// One receipt and what to do with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {

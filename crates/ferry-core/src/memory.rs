@@ -593,18 +593,7 @@ impl Driver for MemoryDriver {
                     return Err(stale());
                 }
                 let attempt = m.attempts;
-                let (event, detail) = match &s.action {
-                    SettleAction::Ack => ("acked", None),
-                    SettleAction::Retry { error, .. } => ("retried", error.clone()),
-                    SettleAction::Release => ("released", None),
-                    SettleAction::DeadLetter { reason, error } => (
-                        "dead_lettered",
-                        Some(match error {
-                            Some(e) => format!("{reason}: {e}"),
-                            None => reason.clone(),
-                        }),
-                    ),
-                };
+                let (event, detail) = s.action.history_event();
                 match s.action {
                     SettleAction::Ack => {
                         q.messages.remove(id);

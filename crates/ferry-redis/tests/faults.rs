@@ -25,7 +25,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use ferry_core::{
@@ -33,7 +33,7 @@ use ferry_core::{
     ReceiveOptions, Settlement, Topology,
 };
 use ferry_redis::{RedisConfig, RedisDriver};
-use ferry_testkit::fault_script::{Fault, inject_faults};
+use ferry_testkit::fault_script::{Fault, inject_faults, recording_handler, send_recorded};
 use ferry_testkit::ledger::{Event, FinalState, Ledger, check};
 use ferry_testkit::proxy::Proxy;
 use ferry_testkit::{eventually, unique_queue};
@@ -153,39 +153,14 @@ async fn consumer_survives_cuts_and_a_blackhole() {
         )
         .await
         .expect("create queue");
-    for chunk in 0..MESSAGES / 100 {
-        let batch: Vec<Message> = (0..100)
-            .map(|i| Message::new(format!("m-{chunk}-{i}")))
-            .collect();
-        let sent: Vec<Event> = batch
-            .iter()
-            .map(|m| Event::Sent {
-                id: m.id().to_string(),
-            })
-            .collect();
-        direct.send(&q, batch).await.expect("send");
-        ledger.append_all(&sent).expect("ledger");
-    }
+    send_recorded(&direct, &q, MESSAGES, &ledger).await;
 
     let effects = Arc::new(AtomicUsize::new(0));
-    let handler = {
-        let ledger = ledger.clone();
-        let effects = Arc::clone(&effects);
-        move |d: Delivery| {
-            let ledger = ledger.clone();
-            let effects = Arc::clone(&effects);
-            async move {
-                ledger.append(&Event::Delivered {
-                    id: d.id.clone(),
-                    attempt: d.attempt,
-                })?;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                ledger.append(&Event::Effect { id: d.id.clone() })?;
-                effects.fetch_add(1, Ordering::SeqCst);
-                Ok::<(), std::io::Error>(())
-            }
-        }
-    };
+    let handler = recording_handler(
+        ledger.clone(),
+        Arc::clone(&effects),
+        Duration::from_millis(2),
+    );
     let consumer = Consumer::builder(q.clone())
         .concurrency(CONCURRENCY)
         .lease(LEASE)

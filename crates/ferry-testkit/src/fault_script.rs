@@ -1,4 +1,5 @@
-//! The network fault script the backends' fault tests share: at given progress points
+//! The network fault script the backends' fault tests share (and the sending,
+//! handling and stopping around it): at given progress points
 //! (effects recorded by the consumer's handlers), cut, stall, blackhole or refuse the
 //! consumer's connections through a [`Proxy`], and write the fault windows into the
 //! ledger, so the checker can tell a duplicate a fault explains from one it does not.
@@ -8,8 +9,13 @@
 //! an outage and at its end. A handler that finished inside the window may have lost its
 //! ack (or its lease) to the fault, and its redelivery runs after the window.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use ferry_core::{ConsumerReport, Delivery, Driver, Message, QueueName};
 
 use crate::ledger::{Event, Ledger};
 use crate::proxy::Proxy;
@@ -87,4 +93,70 @@ pub async fn inject_faults(
             proxy.connections()
         );
     }
+}
+
+/// A handler future, boxed so [`recording_handler`] can name its type.
+pub type Handled = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+/// A consumer handler for fault runs: writes `delivered`, does `work` (a sleep), writes
+/// the `effect`, counts it in `effects`, and acks.
+pub fn recording_handler(
+    ledger: Ledger,
+    effects: Arc<AtomicUsize>,
+    work: Duration,
+) -> impl Fn(Delivery) -> Handled + Send + Sync + Clone + 'static {
+    move |d: Delivery| {
+        let (ledger, effects) = (ledger.clone(), Arc::clone(&effects));
+        Box::pin(async move {
+            ledger.append(&Event::Delivered {
+                id: d.id.clone(),
+                attempt: d.attempt,
+            })?;
+            if !work.is_zero() {
+                tokio::time::sleep(work).await;
+            }
+            ledger.append(&Event::Effect { id: d.id })?;
+            effects.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+/// Sends `n` messages (ids `m-<chunk>-<i>`, in batches of 100) to `queue` and writes a
+/// `sent` line for each once its batch is stored.
+pub async fn send_recorded(driver: &dyn Driver, queue: &QueueName, n: usize, ledger: &Ledger) {
+    for chunk in 0..n.div_ceil(100) {
+        let batch: Vec<Message> = (0..(n - chunk * 100).min(100))
+            .map(|i| Message::new(format!("m-{chunk}-{i}")))
+            .collect();
+        let sent: Vec<Event> = batch
+            .iter()
+            .map(|m| Event::Sent {
+                id: m.id().to_string(),
+            })
+            .collect();
+        driver.send(queue, batch).await.expect("send");
+        ledger.append_all(&sent).expect("ledger");
+    }
+}
+
+/// Waits (up to a minute) until `queue` is drained, tells the consumer to stop, and
+/// returns its report; panics if it does not stop within 30 s.
+pub async fn stop_when_drained(
+    driver: &dyn Driver,
+    queue: &QueueName,
+    stop: tokio::sync::oneshot::Sender<()>,
+    run: tokio::task::JoinHandle<ferry_core::Result<ConsumerReport>>,
+) -> ConsumerReport {
+    eventually(Duration::from_secs(60), "the queue drains", || async {
+        let s = driver.stats(Some(queue)).await.ok()?;
+        s.first().filter(|s| s.is_drained()).map(|_| ())
+    })
+    .await;
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the consumer stops when told")
+        .expect("consumer task")
+        .expect("consumer run")
 }
