@@ -73,10 +73,11 @@ impl AmqpDriver {
         args
     }
 
-    /// Declares the queue, its dead-letter queue and its delay levels.
+    /// Declares the queue, its dead-letter queue, its pause marker and its delay levels.
     pub(crate) async fn declare_all(&self, queue: &QueueName) -> Result<()> {
         self.declare_queue(&q_name(queue), self.queue_args())
             .await?;
+        self.declare_pause_marker(queue).await?;
         // Always classic: browsing returns the kept dead letters by closing the private
         // channel, which a classic queue applies before the close completes and in the
         // original order (a quorum queue returns them asynchronously).

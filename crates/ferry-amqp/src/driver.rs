@@ -38,6 +38,8 @@ pub(crate) struct Registry {
     pub(crate) queues: BTreeMap<QueueName, QueueOptions>,
     pub(crate) topics: BTreeSet<TopicName>,
     pub(crate) bindings: BTreeMap<TopicName, BTreeSet<(QueueName, String)>>,
+    /// Pause states read from the broker, trusted for `pause::PAUSE_TTL`.
+    pub(crate) paused: crate::pause::PauseCache,
 }
 
 /// The RabbitMQ driver. See the module docs for the layout and what is not done yet.
@@ -442,6 +444,8 @@ impl Driver for AmqpDriver {
                     let delayed = counts[2..].iter().flatten().sum();
                     let in_flight =
                         lock(&self.leases).values().filter(|l| l.queue == q).count() as u64;
+                    // `oldest_ready_at` stays None: AMQP cannot look at a queue's head
+                    // without taking it (see the crate docs).
                     out.push(QueueStats::new(q.as_str(), ready, delayed, in_flight, dead));
                 }
                 Ok(out)

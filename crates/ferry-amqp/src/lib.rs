@@ -28,6 +28,10 @@
 //! - `ferry.o.N`: the queue's options record, one persistent message (a classic queue
 //!   with `x-max-length` 1 and `drop-head`, so publishing new options replaces the old
 //!   ones); read with `basic.get` on a private channel whose close puts it back.
+//! - `ferry.p.N`: the queue's pause marker, a classic queue like the options record
+//!   holding one message while deliveries are paused (`Topology::set_paused`) and none
+//!   while they run; receives read it through a cache trusted for one second, so
+//!   another process's pause or resume takes effect within about a second (`pause.rs`).
 //! - `ferry.h.N`: the queue's message history: persistent records, each a JSON array
 //!   of the lifecycle events (sent, delivered, retried, released, lease_expired,
 //!   dead_lettered, requeued, acked) of one driver call, kept for
@@ -73,7 +77,13 @@
 //! - Queue options are durable (`ferry.o.N`) but cached per driver after the first read.
 //! - A broker failure in the middle of a batch can leave part of it enqueued (the error
 //!   is then `Indeterminate`): confirms and AMQP transactions do not mix.
-//! - `in_flight` in stats counts this driver's own leases only.
+//! - `in_flight` in stats counts this driver's own leases only, and `oldest_ready_at`
+//!   is always `None`: AMQP cannot look at a queue's head without taking the message
+//!   (and a taken message returned is marked redelivered, which ferry counts as an
+//!   attempt); the management plugin's `head_message_timestamp` is outside AMQP.
+//! - A pause (`Topology::set_paused`) made by another process is seen within about a
+//!   second, and a receive already taking messages when the pause lands may still
+//!   hand those out.
 //! - A crashed holder's delivery is counted when the message is next received, so it
 //!   goes to the tail of the queue then. Leases are swept lazily (on the next
 //!   receive, settle, extend or stats call of the driver), not by a background task.
@@ -110,6 +120,7 @@ mod lease;
 mod link;
 mod names;
 mod options;
+mod pause;
 mod publish;
 mod receive;
 mod stored;

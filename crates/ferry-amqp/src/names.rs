@@ -20,6 +20,10 @@ pub(crate) fn q_name(q: &QueueName) -> String {
 pub(crate) fn options_name(q: &QueueName) -> String {
     format!("ferry.o.{q}")
 }
+/// The queue's pause marker (see `pause.rs`).
+pub(crate) fn pause_name(q: &QueueName) -> String {
+    format!("ferry.p.{q}")
+}
 pub(crate) fn history_name(q: &QueueName) -> String {
     format!("ferry.h.{q}")
 }

@@ -42,6 +42,16 @@ impl AmqpDriver {
         let name = q_name(queue);
         loop {
             self.sweep().await;
+            if self.is_paused(queue).await? {
+                // Nothing is handed out; look again (cheaply: the check is cached) until
+                // the wait is over, so a resume during a long poll delivers.
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Ok(Vec::new());
+                }
+                tokio::time::sleep(POLL.min(deadline - now)).await;
+                continue;
+            }
             let link = self.link().await?;
             let mut out = Vec::new();
             while out.len() < options.max {

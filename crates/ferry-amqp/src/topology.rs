@@ -16,7 +16,7 @@ use crate::delay::DELAY_LEVELS;
 use crate::driver::{AmqpDriver, lock};
 use crate::error::{amqp_err, is_not_found};
 use crate::names::{
-    delay_name, deliver_exchange, dlq_name, history_name, options_name, q_name,
+    delay_name, deliver_exchange, dlq_name, history_name, options_name, pause_name, q_name,
     topic_delay_exchange, topic_exchange,
 };
 use ferry_core::ErrorKind;
@@ -76,7 +76,26 @@ impl Topology for AmqpDriver {
             "a topology lookup",
             ErrorKind::Unavailable,
             Duration::ZERO,
-            async { Ok(QueueInfo::new(queue.clone(), self.options(queue).await?)) },
+            async {
+                let options = self.options(queue).await?;
+                Ok(
+                    QueueInfo::new(queue.clone(), options)
+                        .with_paused(self.is_paused(queue).await?),
+                )
+            },
+        )
+        .await
+    }
+
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<()> {
+        self.bounded(
+            "a topology change",
+            ErrorKind::Unavailable,
+            Duration::ZERO,
+            async {
+                self.options(queue).await?;
+                self.write_paused(queue, paused).await
+            },
         )
         .await
     }
@@ -87,11 +106,17 @@ impl Topology for AmqpDriver {
             ErrorKind::Unavailable,
             Duration::ZERO,
             async {
-                Ok(lock(&self.registry)
+                let known: Vec<(QueueName, QueueOptions)> = lock(&self.registry)
                     .queues
                     .iter()
-                    .map(|(n, o)| QueueInfo::new(n.clone(), *o))
-                    .collect())
+                    .map(|(n, o)| (n.clone(), *o))
+                    .collect();
+                let mut out = Vec::with_capacity(known.len());
+                for (name, options) in known {
+                    let paused = self.is_paused(&name).await?;
+                    out.push(QueueInfo::new(name, options).with_paused(paused));
+                }
+                Ok(out)
             },
         )
         .await
@@ -122,6 +147,11 @@ impl Topology for AmqpDriver {
                     .queue_delete(&history_name(queue), del)
                     .await
                     .map_err(amqp_err)?;
+                self.ch()
+                    .await?
+                    .queue_delete(&pause_name(queue), del)
+                    .await
+                    .map_err(amqp_err)?;
                 for k in 0..DELAY_LEVELS {
                     let name = delay_name(queue, k);
                     self.ch()
@@ -148,6 +178,7 @@ impl Topology for AmqpDriver {
                 lock(&self.leases).retain(|_, l| l.queue != *queue);
                 let mut reg = lock(&self.registry);
                 reg.queues.remove(queue);
+                reg.paused.remove(queue);
                 for set in reg.bindings.values_mut() {
                     set.retain(|(q, _)| q != queue);
                 }

@@ -16,6 +16,9 @@ async fn driver() -> Arc<dyn Driver> {
 // - duplicate_id_is_noop_while_queued, dead_letter_and_requeue: need an index of live
 //   message ids per queue (RabbitMQ has none); dead_letter_and_requeue fails only on
 //   "a live id blocks requeue".
+// - stats_report_oldest_ready_at: RabbitMQ cannot tell when a queue's head message
+//   became ready without taking it (the driver reports `oldest_ready_at: None`; see
+//   the crate docs).
 ferry_testkit::conformance_suite!(@each driver();
     send_receive_ack, fifo_within_priority, priority_order, lease_expiry_redelivers,
     extend_keeps_lease, stale_receipt_rejected, release_does_not_count_an_attempt, retry_at,
@@ -25,4 +28,5 @@ ferry_testkit::conformance_suite!(@each driver();
     route_matching_agrees_with_reference, batch_all_or_nothing, invalid_input,
     long_poll_wakes_on_send, stats_by_state, delete_queue_removes_everything,
     concurrent_receivers_never_share, history_records_lifecycle,
+    pause_stops_deliveries_and_resume_restores, pause_missing_queue_is_not_found,
 );

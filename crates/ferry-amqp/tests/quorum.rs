@@ -1,7 +1,8 @@
 //! The conformance functions in quorum mode (`?queue_type=quorum`), against the
 //! machine's RabbitMQ in the test vhost (override with `FERRY_TEST_AMQP_QUORUM_URL`).
 //!
-//! Besides the ones `conformance.rs` leaves out, `priority_order` is not run here:
+//! Besides the ones `conformance.rs` leaves out (duplicate ids, requeue of a live id,
+//! `stats_report_oldest_ready_at`), `priority_order` is not run here:
 //! quorum queues have no priorities before RabbitMQ 4.0 (the test machine runs 3.10).
 
 mod support;
@@ -29,4 +30,5 @@ ferry_testkit::conformance_suite!(@each driver();
     route_matching_agrees_with_reference, batch_all_or_nothing, invalid_input,
     long_poll_wakes_on_send, stats_by_state, delete_queue_removes_everything,
     concurrent_receivers_never_share, history_records_lifecycle,
+    pause_stops_deliveries_and_resume_restores, pause_missing_queue_is_not_found,
 );

@@ -145,3 +145,59 @@ async fn a_delayed_publish_reaches_a_queue_bound_elsewhere() {
     binder.delete_topic(&t).await.expect("delete_topic");
     binder.delete_queue(&q).await.expect("delete_queue");
 }
+
+/// A pause is kept on the broker (the queue's pause marker), so another driver (another
+/// process) sees it within about a second, a fresh driver sees it at once, and
+/// `create_queue` by another driver leaves it in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_is_seen_by_other_drivers() {
+    use ferry_core::{Driver, Message, ReceiveOptions};
+    let a = AmqpDriver::connect(&url()).await.expect("connect");
+    let b = AmqpDriver::connect(&url()).await.expect("connect");
+    let q = unique_queue("pause");
+    a.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create_queue");
+    a.send(&q, vec![Message::new("x").with_id("x")])
+        .await
+        .expect("send");
+    assert!(!b.get_queue(&q).await.expect("get_queue").paused);
+    a.set_paused(&q, true).await.expect("pause");
+    ferry_testkit::eventually(Duration::from_secs(5), "b sees a's pause", || async {
+        b.get_queue(&q)
+            .await
+            .expect("get_queue")
+            .paused
+            .then_some(())
+    })
+    .await;
+    assert!(
+        b.receive(
+            &q,
+            ReceiveOptions::max(5).with_wait(Duration::from_millis(300))
+        )
+        .await
+        .expect("receive")
+        .is_empty(),
+        "b delivers nothing while a's pause holds"
+    );
+    b.create_queue(&q, QueueOptions::default().with_max_attempts(4))
+        .await
+        .expect("create_queue from b");
+    let c = AmqpDriver::connect(&url()).await.expect("connect");
+    assert!(
+        c.get_queue(&q).await.expect("get_queue").paused,
+        "a fresh driver reads the pause from the broker, and b's create_queue kept it"
+    );
+    a.set_paused(&q, false).await.expect("resume");
+    let got = b
+        .receive(
+            &q,
+            ReceiveOptions::max(5).with_wait(Duration::from_secs(10)),
+        )
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1, "b delivers after a's resume");
+    b.ack(&got[0].receipt).await.expect("ack");
+    a.delete_queue(&q).await.expect("delete_queue");
+}

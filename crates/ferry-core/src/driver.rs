@@ -24,6 +24,9 @@
 //!   allowed attempt, the message is dead-lettered with reason `lease_expired`.
 //! - Delivery order within a priority is FIFO by the time a message became ready, then
 //!   by send order; higher priorities first. Delays never block other messages.
+//! - A paused queue ([`Topology::set_paused`]) delivers nothing and loses nothing:
+//!   sends, settlements of earlier leases and stats go on; the pause is stored in the
+//!   backend, so every process sees it.
 
 use std::fmt::Debug;
 use std::time::{Duration, SystemTime};
@@ -39,14 +42,48 @@ use crate::name::{QueueName, TopicName};
 /// Queues, topics and bindings.
 #[async_trait]
 pub trait Topology: Send + Sync + Debug {
-    /// Creates `queue` with `options`, or updates the options of an existing queue.
+    /// Creates `queue` with `options`, or updates the options of an existing queue
+    /// (which keeps its paused state).
     async fn create_queue(&self, queue: &QueueName, options: QueueOptions) -> Result<()>;
 
-    /// The queue's settings; `QueueNotFound` if it does not exist.
+    /// The queue's settings and paused state; `QueueNotFound` if it does not exist.
     async fn get_queue(&self, queue: &QueueName) -> Result<QueueInfo>;
 
-    /// All queues, sorted by name.
+    /// All queues with their settings and paused state, sorted by name.
     async fn list_queues(&self) -> Result<Vec<QueueInfo>>;
+
+    /// Pauses (`true`) or resumes (`false`) deliveries from `queue`; `QueueNotFound` if
+    /// it does not exist, a no-op when it is already in that state.
+    ///
+    /// While a queue is paused, [`Driver::receive`] hands out nothing: it returns an
+    /// empty batch once `options.wait` has passed (so long-polling consumers hold off
+    /// instead of spinning), and a resume during the wait lets it deliver. Everything
+    /// else keeps working: send and publish enqueue, deliveries leased before the
+    /// pause can be settled and extended, dead-letter operations and stats work, and
+    /// leases that expire come back as usual once the queue is resumed.
+    ///
+    /// The state is kept in the backend, not in the process, so every process using
+    /// the backend sees it (RabbitMQ: within about a second); [`Topology::get_queue`]
+    /// and [`Topology::list_queues`] report it, and `create_queue` on an existing
+    /// queue leaves it as it is.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use ferry_core::*;
+    /// let d = MemoryDriver::new();
+    /// let q = QueueName::new("emails")?;
+    /// d.create_queue(&q, QueueOptions::default()).await?;
+    /// d.set_paused(&q, true).await?;
+    /// d.send(&q, vec![Message::new("hi")]).await?; // sends still work
+    /// assert!(d.receive(&q, ReceiveOptions::max(10)).await?.is_empty());
+    /// assert!(d.get_queue(&q).await?.paused);
+    /// d.set_paused(&q, false).await?;
+    /// assert_eq!(d.receive(&q, ReceiveOptions::max(10)).await?.len(), 1);
+    /// let missing = QueueName::new("nope")?;
+    /// assert_eq!(d.set_paused(&missing, true).await.unwrap_err().kind(), ErrorKind::QueueNotFound);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<()>;
 
     /// Deletes the queue with its messages, dead letters and bindings.
     async fn delete_queue(&self, queue: &QueueName) -> Result<()>;
@@ -330,6 +367,7 @@ pub trait Driver: Topology + DeadLetters {
     ) -> Result<PublishReport>;
 
     /// Leases up to `options.max` ready messages, waiting up to `options.wait` for one.
+    /// A paused queue ([`Topology::set_paused`]) hands out none.
     async fn receive(&self, queue: &QueueName, options: ReceiveOptions) -> Result<Vec<Delivery>>;
 
     /// Applies each settlement; the outer error is for the call as a whole (backend
@@ -339,7 +377,9 @@ pub trait Driver: Topology + DeadLetters {
     /// Extends a lease to `lease` from now; returns the new end of the lease.
     async fn extend(&self, receipt: &Receipt, lease: Duration) -> Result<SystemTime>;
 
-    /// Counts by state for `queue`, or for every queue when `None` (sorted by name).
+    /// Counts by state for `queue`, or for every queue when `None` (sorted by name),
+    /// with when the oldest ready message became ready where the backend can tell
+    /// ([`QueueStats::oldest_ready_at`]).
     async fn stats(&self, queue: Option<&QueueName>) -> Result<Vec<QueueStats>>;
 
     /// The lifecycle events of message `id` in `queue` within the history retention,

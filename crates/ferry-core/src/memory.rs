@@ -54,6 +54,7 @@ struct Stored {
 #[derive(Debug, Default)]
 struct QueueState {
     options: QueueOptions,
+    paused: bool,
     messages: HashMap<String, Stored>,
     dead: Vec<DeadLetter>,
     history: HashMap<String, Vec<HistoryEvent>>,
@@ -135,6 +136,11 @@ impl MemoryDriver {
         let q = queues
             .get_mut(queue)
             .ok_or_else(|| Error::queue_not_found(queue.as_str()))?;
+        if q.paused {
+            // Nothing is handed out, and nothing falls due for the long poll to wait on
+            // (a resume wakes it).
+            return Ok((Vec::new(), None));
+        }
         reclaim(queue, q, now);
         let lease_ms = duration_millis(lease.unwrap_or(q.options.lease));
         let mut ready: Vec<&Stored> = q
@@ -303,7 +309,7 @@ impl Topology for MemoryDriver {
         self.lock()
             .queues
             .get(queue)
-            .map(|q| QueueInfo::new(queue.clone(), q.options))
+            .map(|q| QueueInfo::new(queue.clone(), q.options).with_paused(q.paused))
             .ok_or_else(|| Error::queue_not_found(queue.as_str()))
     }
 
@@ -312,8 +318,20 @@ impl Topology for MemoryDriver {
             .lock()
             .queues
             .iter()
-            .map(|(n, q)| QueueInfo::new(n.clone(), q.options))
+            .map(|(n, q)| QueueInfo::new(n.clone(), q.options).with_paused(q.paused))
             .collect())
+    }
+
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<()> {
+        self.lock()
+            .queues
+            .get_mut(queue)
+            .ok_or_else(|| Error::queue_not_found(queue.as_str()))?
+            .paused = paused;
+        if !paused {
+            self.notify.notify_waiters();
+        }
+        Ok(())
     }
 
     async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
@@ -669,14 +687,18 @@ impl Driver for MemoryDriver {
         let now = now_millis();
         let one = |name: &QueueName, q: &QueueState| {
             let mut s = QueueStats::new(name.as_str(), 0, 0, 0, q.dead.len() as u64);
+            let mut oldest: Option<i64> = None;
             for m in q.messages.values() {
                 match m.state {
                     State::Leased => s.in_flight += 1,
-                    State::Waiting if m.avail_at <= now => s.ready += 1,
+                    State::Waiting if m.avail_at <= now => {
+                        s.ready += 1;
+                        oldest = Some(oldest.map_or(m.avail_at, |o| o.min(m.avail_at)));
+                    }
                     State::Waiting => s.delayed += 1,
                 }
             }
-            s
+            s.with_oldest_ready_at(oldest.map(from_millis))
         };
         match queue {
             Some(name) => {

@@ -483,12 +483,33 @@ pub struct QueueInfo {
     pub name: QueueName,
     /// Its settings.
     pub options: QueueOptions,
+    /// Whether deliveries are paused ([`Topology::set_paused`](crate::Topology::set_paused)):
+    /// a paused queue accepts messages but hands none out.
+    pub paused: bool,
 }
 
 impl QueueInfo {
-    /// A queue description.
+    /// A queue description (not paused).
     pub fn new(name: QueueName, options: QueueOptions) -> Self {
-        QueueInfo { name, options }
+        QueueInfo {
+            name,
+            options,
+            paused: false,
+        }
+    }
+
+    /// Sets whether the queue is paused.
+    ///
+    /// ```
+    /// use ferry_core::{QueueInfo, QueueName, QueueOptions};
+    /// let info = QueueInfo::new(QueueName::new("q")?, QueueOptions::default());
+    /// assert!(!info.paused);
+    /// assert!(info.with_paused(true).paused);
+    /// # Ok::<(), ferry_core::Error>(())
+    /// ```
+    pub fn with_paused(mut self, paused: bool) -> Self {
+        self.paused = paused;
+        self
     }
 }
 
@@ -506,10 +527,16 @@ pub struct QueueStats {
     pub in_flight: u64,
     /// In the dead letters.
     pub dead: u64,
+    /// When the oldest ready message became ready (its enqueue time, or the end of its
+    /// delay, retry backoff or expired lease): the age of the backlog, for alerts.
+    /// `None` when nothing is ready, or when the backend cannot tell cheaply (RabbitMQ).
+    /// Serialized as epoch milliseconds, or `null`.
+    #[serde(serialize_with = "ser_opt_millis")]
+    pub oldest_ready_at: Option<SystemTime>,
 }
 
 impl QueueStats {
-    /// Stats for `name` with the given counts.
+    /// Stats for `name` with the given counts (and no oldest-ready time).
     pub fn new(name: &str, ready: u64, delayed: u64, in_flight: u64, dead: u64) -> Self {
         QueueStats {
             name: name.to_string(),
@@ -517,7 +544,27 @@ impl QueueStats {
             delayed,
             in_flight,
             dead,
+            oldest_ready_at: None,
         }
+    }
+
+    /// Sets when the oldest ready message became ready.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use ferry_core::QueueStats;
+    /// let at = UNIX_EPOCH + Duration::from_millis(1_500);
+    /// let s = QueueStats::new("q", 1, 0, 0, 0).with_oldest_ready_at(Some(at));
+    /// assert_eq!(s.oldest_ready_at, Some(at));
+    /// let json = serde_json::to_value(&s)?;
+    /// assert_eq!(json["oldest_ready_at"], 1_500);
+    /// let empty = serde_json::to_value(QueueStats::new("q", 0, 0, 0, 0))?;
+    /// assert!(empty["oldest_ready_at"].is_null());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn with_oldest_ready_at(mut self, at: Option<SystemTime>) -> Self {
+        self.oldest_ready_at = at;
+        self
     }
 
     /// Whether nothing is ready, delayed or in flight (dead letters do not count).
@@ -569,6 +616,16 @@ pub struct HistoryEvent {
 
 fn ser_millis<S: serde::Serializer>(t: &SystemTime, s: S) -> std::result::Result<S::Ok, S::Error> {
     s.serialize_i64(crate::time::to_millis(*t))
+}
+
+fn ser_opt_millis<S: serde::Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&crate::time::to_millis(*t)),
+        None => s.serialize_none(),
+    }
 }
 
 impl HistoryEvent {

@@ -219,6 +219,16 @@ impl Topology for EmbeddedDriver {
         self.read(ops::list_queues).await
     }
 
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<()> {
+        let q = queue.clone();
+        // A resume wakes this process's long polls; other processes' see the commit
+        // through `data_version`.
+        self.inner
+            .writer
+            .run(!paused, move |c| ops::set_paused(c, &q, paused))
+            .await
+    }
+
     async fn delete_queue(&self, queue: &QueueName) -> Result<()> {
         let q = queue.clone();
         self.write(move |c| ops::delete_queue(c, &q)).await

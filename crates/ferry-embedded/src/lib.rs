@@ -15,7 +15,8 @@
 //!   reason `corrupt`, never delivered. A damaged file is an error of kind
 //!   [`ErrorKind::Corrupt`](ferry_core::ErrorKind::Corrupt), never a panic.
 //! - **Versioned**: the file header carries ferry's application id and the format
-//!   version; a newer format is refused with a clear error.
+//!   version; a newer format is refused with a clear error, an older one is upgraded
+//!   in place on first open.
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -36,6 +37,7 @@ mod driver;
 mod error;
 mod history;
 mod idempotency;
+mod migrate;
 mod ops;
 mod schema;
 mod writer;

@@ -66,25 +66,38 @@ fn ms_to_duration(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-/// The queue's internal id (messages and dead letters are keyed by it: short index
-/// keys, and a deleted-then-recreated queue never sees old rows) and its settings.
-fn queue_options(conn: &Connection, queue: &QueueName) -> Result<(i64, QueueOptions)> {
+/// A queue's row: its internal id (messages and dead letters are keyed by it: short
+/// index keys, and a deleted-then-recreated queue never sees old rows), its settings
+/// and whether its deliveries are paused.
+struct QueueRow {
+    qid: i64,
+    options: QueueOptions,
+    paused: bool,
+}
+
+fn queue_row(conn: &Connection, queue: &QueueName) -> Result<QueueRow> {
     conn.prepare_cached(
-        "SELECT qid, default_delay_ms, max_attempts, lease_ms FROM queues WHERE name = ?1",
+        "SELECT qid, default_delay_ms, max_attempts, lease_ms, paused FROM queues WHERE name = ?1",
     )
     .ctx("cannot read queue settings")?
     .query_row([queue.as_str()], |r| {
-        Ok((
-            r.get(0)?,
-            QueueOptions::default()
+        Ok(QueueRow {
+            qid: r.get(0)?,
+            options: QueueOptions::default()
                 .with_default_delay(ms_to_duration(r.get(1)?))
                 .with_max_attempts(u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX))
                 .with_lease(ms_to_duration(r.get(3)?)),
-        ))
+            paused: r.get::<_, i64>(4)? != 0,
+        })
     })
     .optional()
     .ctx("cannot read queue settings")?
     .ok_or_else(|| Error::queue_not_found(queue.as_str()))
+}
+
+/// The queue's internal id and its settings (see [`QueueRow`]).
+fn queue_options(conn: &Connection, queue: &QueueName) -> Result<(i64, QueueOptions)> {
+    queue_row(conn, queue).map(|r| (r.qid, r.options))
 }
 
 // ---------------------------------------------------------------- topology
@@ -107,7 +120,21 @@ pub(crate) fn create_queue(conn: &Connection, q: &QueueName, o: &QueueOptions) -
 }
 
 pub(crate) fn get_queue(conn: &Connection, q: &QueueName) -> Result<QueueInfo> {
-    Ok(QueueInfo::new(q.clone(), queue_options(conn, q)?.1))
+    let row = queue_row(conn, q)?;
+    Ok(QueueInfo::new(q.clone(), row.options).with_paused(row.paused))
+}
+
+/// Pauses or resumes deliveries from `q` (`create_queue` never touches the flag).
+pub(crate) fn set_paused(conn: &Connection, q: &QueueName, paused: bool) -> Result<()> {
+    let n = conn
+        .prepare_cached("UPDATE queues SET paused = ?2 WHERE name = ?1")
+        .ctx("cannot pause or resume the queue")?
+        .execute(params![q.as_str(), i64::from(paused)])
+        .ctx("cannot pause or resume the queue")?;
+    if n == 0 {
+        return Err(Error::queue_not_found(q.as_str()));
+    }
+    Ok(())
 }
 
 pub(crate) fn list_queues(conn: &Connection) -> Result<Vec<QueueInfo>> {
@@ -429,7 +456,19 @@ pub(crate) fn receive(
     lease: Option<Duration>,
     hist: Option<Duration>,
 ) -> Result<Received> {
-    let (qid, options) = queue_options(conn, queue)?;
+    let QueueRow {
+        qid,
+        options,
+        paused,
+    } = queue_row(conn, queue)?;
+    if paused {
+        // Nothing is handed out or changed; nothing falls due for the long poll to
+        // wait on (the resume's commit wakes it).
+        return Ok(Received {
+            deliveries: Vec::new(),
+            next_due: None,
+        });
+    }
     let now = now_millis();
     // Done rows are removed at least as fast as acks create them (up to twice the
     // batch, at least 100 per receive); with history off they go at once.
@@ -749,31 +788,52 @@ pub(crate) fn stats(conn: &Connection, only: Option<&QueueName>) -> Result<Vec<Q
         None => list_queues(conn)?.into_iter().map(|i| i.name).collect(),
     };
     let now = now_millis();
+    // Ready rows (state 0) and delayed rows already due (state 1, not promoted yet)
+    // are both ready; each range is counted and its oldest `avail_at` (when the row
+    // became ready) found in the same scan of the index.
     let mut count = conn
         .prepare_cached(
-            "SELECT
-               (SELECT count(*) FROM messages WHERE qid = ?1 AND state = 0),
-               (SELECT count(*) FROM messages WHERE qid = ?1 AND state = 1 AND lane = 0 AND avail_at <= ?2),
+            "SELECT r.n, r.oldest, d.n, d.oldest,
                (SELECT count(*) FROM messages WHERE qid = ?1 AND state = 1 AND lane = 0 AND avail_at > ?2),
                (SELECT count(*) FROM messages WHERE qid = ?1 AND state = 2),
-               (SELECT count(*) FROM dead_letters WHERE qid = ?1)",
+               (SELECT count(*) FROM dead_letters WHERE qid = ?1)
+             FROM (SELECT count(*) AS n, min(avail_at) AS oldest
+                   FROM messages WHERE qid = ?1 AND state = 0) AS r,
+                  (SELECT count(*) AS n, min(avail_at) AS oldest
+                   FROM messages WHERE qid = ?1 AND state = 1 AND lane = 0 AND avail_at <= ?2) AS d",
         )
         .ctx("cannot read stats")?;
     let mut out = Vec::with_capacity(queues.len());
     for q in queues {
-        let (ready, due, delayed, in_flight, dead): (i64, i64, i64, i64, i64) = count
+        type Counts = (i64, Option<i64>, i64, Option<i64>, i64, i64, i64);
+        let (ready, ready_at, due, due_at, delayed, in_flight, dead): Counts = count
             .query_row(params![queue_options(conn, &q)?.0, now], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
             })
             .ctx("cannot read stats")?;
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
-        out.push(QueueStats::new(
-            q.as_str(),
-            n(ready + due),
-            n(delayed),
-            n(in_flight),
-            n(dead),
-        ));
+        let oldest = match (ready_at, due_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        out.push(
+            QueueStats::new(
+                q.as_str(),
+                n(ready + due),
+                n(delayed),
+                n(in_flight),
+                n(dead),
+            )
+            .with_oldest_ready_at(oldest.map(from_millis)),
+        );
     }
     Ok(out)
 }

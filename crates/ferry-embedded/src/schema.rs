@@ -3,7 +3,8 @@
 //! SQLite's header carries two 32-bit fields for applications: `application_id` marks
 //! the file as ferry's (`FRRY`), `user_version` is the format version. Opening a file
 //! with another application id, or a newer format than this build knows, fails with
-//! [`ErrorKind::IncompatibleFormat`] before anything is read or written.
+//! [`ErrorKind::IncompatibleFormat`] before anything is read or written; an older
+//! format is upgraded in place (`migrate.rs`).
 //!
 //! `messages` holds live messages in three states (ready, delayed, leased). One index
 //! serves both hot queries through the `lane` column:
@@ -19,11 +20,10 @@ use ferry_core::{Error, ErrorKind};
 use rusqlite::Connection;
 
 use crate::error::Context;
+use crate::migrate::{FORMAT_VERSION, schema_sql, upgrade_sql};
 
 /// `FRRY` in ASCII: marks a SQLite file as ferry's.
 pub(crate) const APPLICATION_ID: i32 = 0x4652_5259;
-/// The format version this build writes and the newest it reads.
-pub(crate) const FORMAT_VERSION: i32 = 1;
 
 /// `messages.state` of a message deliverable now.
 pub(crate) const STATE_READY: i64 = 0;
@@ -31,7 +31,8 @@ pub(crate) const STATE_READY: i64 = 0;
 /// (State 2 is "leased"; the SQL spells the states as literals so the index use is plain.)
 pub(crate) const STATE_DELAYED: i64 = 1;
 
-const SCHEMA_V1: &str = "
+/// Format 1's schema, frozen: later formats are this plus `migrate.rs`'s migrations.
+pub(crate) const SCHEMA_V1: &str = "
 CREATE TABLE queues (
     qid              INTEGER PRIMARY KEY,
     name             TEXT NOT NULL UNIQUE,
@@ -145,7 +146,7 @@ pub(crate) fn open_or_create(conn: &mut Connection, path: &str) -> Result<(), Er
         .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
         .ctx(&format!("cannot read the schema of {path}"))?;
     if app_id == 0 && version == 0 && tables == 0 {
-        txn.execute_batch(SCHEMA_V1)
+        txn.execute_batch(&schema_sql(FORMAT_VERSION))
             .ctx(&format!("cannot create the schema in {path}"))?;
         txn.pragma_update(None, "application_id", APPLICATION_ID)
             .ctx("cannot write the header")?;
@@ -177,7 +178,7 @@ pub(crate) fn open_or_create(conn: &mut Connection, path: &str) -> Result<(), Er
             format!("{path} has format version {version}, which no ferry release wrote"),
         ));
     }
-    let expected = schema_rows_of(SCHEMA_V1)?;
+    let expected = schema_rows_of(&schema_sql(version))?;
     let actual = schema_rows(&txn).map_err(|e| {
         Error::new(
             ErrorKind::Corrupt,
@@ -192,6 +193,21 @@ pub(crate) fn open_or_create(conn: &mut Connection, path: &str) -> Result<(), Er
                 "the schema of {path} is not ferry's format {version} schema: the file is damaged or was modified by hand; restore it from a backup"
             ),
         ));
+    }
+    if version < FORMAT_VERSION {
+        // Under the write lock taken above: a process opening the file meanwhile waits,
+        // then finds the new version; a failure leaves the file at its old version.
+        txn.execute_batch(&upgrade_sql(version)).ctx(&format!(
+            "cannot upgrade {path} from format {version} to {FORMAT_VERSION}"
+        ))?;
+        txn.pragma_update(None, "user_version", FORMAT_VERSION)
+            .ctx("cannot write the header")?;
+        tracing::info!(
+            path,
+            from = version,
+            to = FORMAT_VERSION,
+            "upgraded the data file's format"
+        );
     }
     txn.commit().ctx("cannot release the data file lock")?;
     Ok(())

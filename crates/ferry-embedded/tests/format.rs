@@ -60,11 +60,68 @@ fn newer_format_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     populate(dir.path(), 1);
     let conn = rusqlite::Connection::open(dir.path().join(DATA_FILE)).expect("sqlite");
-    conn.pragma_update(None, "user_version", 2).expect("bump");
+    conn.pragma_update(None, "user_version", 3).expect("bump");
     drop(conn);
     let err = EmbeddedDriver::open(dir.path()).expect_err("newer format");
     assert_eq!(err.kind(), ErrorKind::IncompatibleFormat);
     assert!(err.to_string().contains("newer ferry"), "{err}");
+}
+
+/// A file exactly as format 1 wrote it (`fixtures/format1.sql`) opens, is upgraded in
+/// place to the current format (queues gain their paused flag, not paused) and keeps
+/// its messages; the header then carries the new version, which builds that read
+/// format 1 only refuse (`newer_format_is_refused`).
+#[test]
+fn format_1_file_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join(DATA_FILE);
+    let conn = rusqlite::Connection::open(&file).expect("sqlite");
+    conn.execute_batch(include_str!("fixtures/format1.sql"))
+        .expect("format 1 file");
+    conn.pragma_update(None, "application_id", 0x4652_5259)
+        .expect("header");
+    conn.pragma_update(None, "user_version", 1).expect("header");
+    drop(conn);
+
+    let d = rt().block_on(async {
+        let d = EmbeddedDriver::open(dir.path()).expect("a format 1 file opens");
+        let info = d.get_queue(&queue()).await.expect("queue kept");
+        assert!(!info.paused, "an upgraded queue is not paused");
+        assert_eq!(info.options.max_attempts, 4, "its options are kept");
+        d.set_paused(&queue(), true).await.expect("pause");
+        assert!(
+            d.receive(&queue(), ReceiveOptions::max(5))
+                .await
+                .expect("receive")
+                .is_empty()
+        );
+        d.set_paused(&queue(), false).await.expect("resume");
+        let got = d
+            .receive(&queue(), ReceiveOptions::max(5))
+            .await
+            .expect("receive");
+        assert_eq!(got.len(), 1, "the format 1 message survives the upgrade");
+        assert_eq!(
+            (got[0].id.as_str(), got[0].payload.as_ref()),
+            ("m1", &b"hello"[..])
+        );
+        d.ack(&got[0].receipt).await.expect("ack");
+        d
+    });
+    d.close();
+
+    let conn = rusqlite::Connection::open(&file).expect("sqlite");
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 2, "the header says the new format");
+    drop(conn);
+    // Opening again finds the current format and changes nothing.
+    let d = EmbeddedDriver::open(dir.path()).expect("reopen");
+    rt().block_on(async {
+        assert!(!d.get_queue(&queue()).await.expect("queue").paused);
+    });
+    d.close();
 }
 
 #[test]

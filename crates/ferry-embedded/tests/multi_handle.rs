@@ -106,6 +106,60 @@ async fn idle_long_poll_does_not_spin() {
     );
 }
 
+/// A pause made through one handle holds for the other (it is in the file, not in the
+/// process): the other's receives hand out nothing, its idle long poll does not spin
+/// on the paused queue's ready messages, and a resume wakes its long poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_is_seen_by_the_other_handle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = EmbeddedDriver::open(dir.path()).expect("open a");
+    let b = EmbeddedDriver::open(dir.path()).expect("open b");
+    let q = ferry_testkit::unique_queue("pause");
+    a.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create");
+    a.send(&q, vec![Message::new("x")]).await.expect("send");
+    a.set_paused(&q, true).await.expect("pause");
+    assert!(
+        b.get_queue(&q).await.expect("get").paused,
+        "b sees a's pause"
+    );
+
+    let before = b.commit_stats();
+    let got = b
+        .receive(
+            &q,
+            ReceiveOptions::max(1).with_wait(Duration::from_millis(1500)),
+        )
+        .await
+        .expect("receive");
+    assert!(got.is_empty(), "b gets nothing from the paused queue");
+    let ops = b.commit_stats().operations - before.operations;
+    assert!(
+        ops <= 5,
+        "a 1.5 s long poll on a paused queue ran {ops} write operations"
+    );
+
+    let (b2, q2) = (b.clone(), q.clone());
+    let waiter = tokio::spawn(async move {
+        b2.receive(
+            &q2,
+            ReceiveOptions::max(1).with_wait(Duration::from_secs(20)),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = tokio::time::Instant::now();
+    a.set_paused(&q, false).await.expect("resume");
+    let got = waiter.await.expect("join").expect("receive");
+    assert_eq!(got.len(), 1, "b's long poll delivers after a's resume");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "woken by the other handle's resume"
+    );
+    b.ack(&got[0].receipt).await.expect("ack");
+}
+
 /// Concurrent sends share commits (group commit), and every one is still durable on return.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sends_share_commits() {

@@ -32,7 +32,7 @@
 //!
 //! | key | type | content |
 //! |---|---|---|
-//! | `{P:Q}:opts` | hash | `delay_ms`, `max_attempts`, `lease_ms`; its existence is the queue's |
+//! | `{P:Q}:opts` | hash | `delay_ms`, `max_attempts`, `lease_ms`, `paused` (`1` while deliveries are paused; checked by the receive script); its existence is the queue's |
 //! | `{P:Q}:msg` | hash | id → MessagePack envelope ([`ferry_core::wire::Envelope`]) of every live message |
 //! | `{P:Q}:st` | hash | id → `attempts\|priority\|sequence\|first_failed_ms\|token\|pending history` of a message delivered at least once (token empty when not leased: the fence; pending history: the events of this delivered life, moved to `hist` when it ends) |
 //! | `{P:Q}:err` | hash | id → last error |
@@ -184,6 +184,7 @@ struct Scripts {
     dead: Script,
     stats: Script,
     delete_queue: Script,
+    pause: Script,
 }
 
 impl Scripts {
@@ -197,6 +198,7 @@ impl Scripts {
             dead: queue_script!("lua/dead.lua", &ttl),
             stats: queue_script!("lua/stats.lua", &ttl),
             delete_queue: queue_script!("lua/delete_queue.lua", &ttl),
+            pause: queue_script!("lua/pause.lua", &ttl),
         }
     }
 }
@@ -678,13 +680,12 @@ impl RedisDriver {
             return Ok(None);
         }
         let mut n = || r.int().map(|n| u64::try_from(n).unwrap_or(0));
-        Ok(Some(QueueStats::new(
-            queue.as_str(),
-            n()?,
-            n()?,
-            n()?,
-            n()?,
-        )))
+        let (ready, delayed, in_flight, dead) = (n()?, n()?, n()?, n()?);
+        let oldest = Some(r.int()?).filter(|ms| *ms >= 0).map(from_millis);
+        Ok(Some(
+            QueueStats::new(queue.as_str(), ready, delayed, in_flight, dead)
+                .with_oldest_ready_at(oldest),
+        ))
     }
 
     async fn queue_names(&self) -> Result<Vec<QueueName>> {
@@ -740,7 +741,8 @@ impl Topology for RedisDriver {
                 u32::try_from(opt_u32(&map, "max_attempts", queue)?).unwrap_or(u32::MAX),
             )
             .with_lease(Duration::from_millis(opt_u32(&map, "lease_ms", queue)?));
-        Ok(QueueInfo::new(queue.clone(), options))
+        let paused = map.get("paused").is_some_and(|v| v == "1");
+        Ok(QueueInfo::new(queue.clone(), options).with_paused(paused))
     }
 
     async fn list_queues(&self) -> Result<Vec<QueueInfo>> {
@@ -753,6 +755,21 @@ impl Topology for RedisDriver {
             }
         }
         Ok(out)
+    }
+
+    async fn set_paused(&self, queue: &QueueName, paused: bool) -> Result<()> {
+        let v: Value = self
+            .scripts
+            .pause
+            .key(self.base(queue))
+            .arg(if paused { "1" } else { "0" })
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(|e| map_err(e, Op::Write, "pause or resume the queue"))?;
+        match Reader::new(v)?.int()? {
+            OK => Ok(()),
+            _ => Err(Error::queue_not_found(queue.as_str())),
+        }
     }
 
     async fn delete_queue(&self, queue: &QueueName) -> Result<()> {

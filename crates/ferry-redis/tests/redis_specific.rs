@@ -480,3 +480,54 @@ async fn deleting_a_queue_with_many_dead_letters_takes_steps_and_leaves_nothing(
         left.first()
     );
 }
+
+/// A pause is stored in Redis (the `paused` field of the queue's options hash), so a
+/// second driver (another process) sees it at once, and its receives hand out nothing
+/// until the resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_is_shared_by_every_driver() {
+    let p = prefix();
+    let connect = || async {
+        RedisDriver::connect_with(RedisConfig::new(url()).with_prefix(&p))
+            .await
+            .expect("connect")
+    };
+    let (a, b) = (connect().await, connect().await);
+    let q = ferry_testkit::unique_queue("redis-pause");
+    a.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create");
+    a.send(&q, vec![Message::new("x")]).await.expect("send");
+    a.set_paused(&q, true).await.expect("pause");
+    let mut c = raw().await;
+    let flag: Option<String> = redis::cmd("HGET")
+        .arg(format!("{{{p}:{q}}}:opts"))
+        .arg("paused")
+        .query_async(&mut c)
+        .await
+        .expect("hget");
+    assert_eq!(
+        flag.as_deref(),
+        Some("1"),
+        "the pause is in the options hash"
+    );
+    assert!(
+        b.get_queue(&q).await.expect("get").paused,
+        "b sees a's pause"
+    );
+    assert!(
+        b.receive(&q, ReceiveOptions::max(5))
+            .await
+            .expect("receive")
+            .is_empty(),
+        "b gets nothing while a's pause holds"
+    );
+    a.set_paused(&q, false).await.expect("resume");
+    let got = b
+        .receive(&q, ReceiveOptions::max(5))
+        .await
+        .expect("receive");
+    assert_eq!(got.len(), 1, "b delivers after a's resume");
+    b.ack(&got[0].receipt).await.expect("ack");
+    a.delete_queue(&q).await.expect("delete");
+}

@@ -25,6 +25,12 @@ use ferry_core::{
 
 use crate::util::{eventually, unique_queue, unique_topic};
 
+mod pause;
+pub use pause::{
+    pause_missing_queue_is_not_found, pause_stops_deliveries_and_resume_restores,
+    stats_report_oldest_ready_at,
+};
+
 /// The names of every conformance function, for [`conformance_suite!`](crate::conformance_suite).
 pub const ALL: &[&str] = &[
     "send_receive_ack",
@@ -50,6 +56,9 @@ pub const ALL: &[&str] = &[
     "delete_queue_removes_everything",
     "concurrent_receivers_never_share",
     "history_records_lifecycle",
+    "pause_stops_deliveries_and_resume_restores",
+    "pause_missing_queue_is_not_found",
+    "stats_report_oldest_ready_at",
 ];
 
 const LONG_LEASE: Duration = Duration::from_secs(60);
@@ -1075,7 +1084,8 @@ macro_rules! conformance_suite {
             route_matching_agrees_with_reference, batch_all_or_nothing,
             duplicate_id_is_noop_while_queued, invalid_input, long_poll_wakes_on_send,
             stats_by_state, delete_queue_removes_everything, concurrent_receivers_never_share,
-            history_records_lifecycle
+            history_records_lifecycle, pause_stops_deliveries_and_resume_restores,
+            pause_missing_queue_is_not_found, stats_report_oldest_ready_at
         );
     };
     (@each $setup:expr; $($name:ident),* $(,)?) => {

@@ -2,13 +2,16 @@
 -- first, FIFO by ready time then send order within a priority.
 -- ARGV: max, lease_ms (-1 = queue default), token nonce.
 -- Returns {-1} if the queue is missing, else {1, next_due_ms|-1, then per delivery:
--- id, envelope, attempt, token, lease_until_ms}.
+-- id, envelope, attempt, token, lease_until_ms}. A paused queue (`paused` = 1 in its
+-- options, checked here so no delivery slips past a pause) returns {1, -1} and changes
+-- nothing.
 local b = KEYS[1]
 local max = tonumber(ARGV[1])
 local lease = tonumber(ARGV[2])
 local nonce = ARGV[3]
-local opts = redis.call('HMGET', key(b, 'opts'), 'max_attempts', 'lease_ms')
+local opts = redis.call('HMGET', key(b, 'opts'), 'max_attempts', 'lease_ms', 'paused')
 if not opts[1] then return {-1} end
+if opts[3] == '1' then return {1, -1} end
 local max_att = tonumber(opts[1])
 if lease < 0 then lease = tonumber(opts[2]) end
 local now = now_ms()
