@@ -37,6 +37,12 @@ pub struct Cli {
     )]
     pub backend: Option<String>,
 
+    /// Config file (TOML) with defaults for every option of every command
+    /// [default: ./ferry.toml if it exists]. Flags win over FERRY_* variables, which win
+    /// over the file; see `ferry config show`.
+    #[arg(long, global = true, env = "FERRY_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -79,6 +85,88 @@ pub enum Command {
     Bench(BenchArgs),
     /// Check the backend's settings: one line per finding; exit 1 if any is an error.
     Doctor(DoctorArgs),
+    /// Run the HTTP API, the web dashboard, /metrics and health checks.
+    Serve(ServeArgs),
+    /// Print the audit log: who requeued, purged, deleted, edited or paused what.
+    Audit(AuditArgs),
+    /// Show the resolved configuration (ferry.toml, FERRY_* variables, flags) or check
+    /// the config file.
+    #[command(subcommand)]
+    Config(crate::config::ConfigCommand),
+}
+
+/// `ferry serve`
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Runs the JSON HTTP API (OpenAPI at /api/openapi.json), the web dashboard \
+    at /, Prometheus metrics at /metrics and /healthz + /readyz, over the backend.\n\n\
+    Secure by default: without --token (or FERRY_TOKEN, or [[serve.tokens]] in ferry.toml) \
+    it generates an admin token, prints it once, and listens on 127.0.0.1 only. Every \
+    change an operator makes is appended to the audit log (see `ferry audit`).",
+    after_help = "Examples:\n  ferry serve --demo                 # dashboard with live demo data\n  \
+    FERRY_TOKEN=$(openssl rand -hex 24) ferry serve --bind 0.0.0.0:8080 --allow-host ferry.internal"
+)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub bind: std::net::SocketAddr,
+    /// The admin token (at least 16 characters). Without any token one is generated.
+    #[arg(
+        long,
+        env = "FERRY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// A read-only token: sees everything, changes nothing.
+    #[arg(
+        long,
+        env = "FERRY_READ_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub read_token: Option<String>,
+    /// Another host name the Host header may carry (loopback names always may); `*`
+    /// turns the check off. Repeat for more.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
+    /// Largest request body in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]
+    pub max_body: usize,
+    /// Requests per second per client address (bursts of twice that); 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub rate_limit: u32,
+    /// Serve /metrics without a token (for a Prometheus on a trusted network).
+    #[arg(long)]
+    pub public_metrics: bool,
+    /// Mark the session cookie Secure (when a TLS proxy is in front).
+    #[arg(long)]
+    pub secure_cookies: bool,
+    /// The audit log file [default: audit.jsonl in a file: backend's directory, else
+    /// ./ferry-audit.jsonl].
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+    /// How often queue counts are sampled for charts, rates and alerts.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s")]
+    pub sample_interval: Duration,
+    /// Also run a demo producer and consumer on queue `demo.emails`, so the dashboard
+    /// shows live data (some messages fail, retry and dead-letter).
+    #[arg(long)]
+    pub demo: bool,
+}
+
+/// `ferry audit`
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The audit log file [default: as for `ferry serve`].
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+    /// Show at most this many of the newest entries.
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ferry doctor`

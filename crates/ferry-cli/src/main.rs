@@ -7,25 +7,27 @@
 
 mod args;
 mod commands;
+mod config;
 mod exec;
 mod exit;
 mod output;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::{Cli, Command};
 use crate::commands::{
-    bench, consume, consume_list, demo, dlq, doctor, inspect, queue, send, stats, topic,
+    audit, bench, consume, consume_list, demo, dlq, doctor, inspect, queue, send, serve, stats,
+    topic,
 };
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return exit::report_clap(&e),
+    // Flags over FERRY_* variables over ferry.toml over built-in defaults (see config).
+    let (cli, config) = match config::parse_or_report() {
+        Ok(parsed) => parsed,
+        Err(code) => return code,
     };
     // Diagnostics (transient backend errors, lease problems) go to stderr; RUST_LOG
     // raises the level.
@@ -35,19 +37,26 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match run(cli).await {
+    match run(cli, &config).await {
         Ok(code) => code,
         Err(e) => exit::report(&e),
     }
 }
 
-async fn run(cli: Cli) -> ferry::Result<ExitCode> {
+async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
     // Commands that choose their own backend (and `doctor` its exit status).
     let command = match cli.command {
+        Command::Config(c) => {
+            return config::command::run(c, config).map(|()| ExitCode::SUCCESS);
+        }
         Command::Demo(args) => return demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => {
             return bench::run(&backend_url(cli.backend.as_deref())?, args)
                 .await
+                .map(|()| ExitCode::SUCCESS);
+        }
+        Command::Audit(args) => {
+            return audit::run(&backend_url(cli.backend.as_deref())?, args)
                 .map(|()| ExitCode::SUCCESS);
         }
         Command::Doctor(args) => {
@@ -75,7 +84,15 @@ async fn run(cli: Cli) -> ferry::Result<ExitCode> {
         Command::Dlq(c) => dlq::run(&*driver, c).await,
         Command::Stats(a) => stats::run(&*driver, a).await,
         Command::Inspect { queue, id, json } => inspect::run(&*driver, &queue, &id, json).await,
-        Command::Demo(_) | Command::Bench(_) | Command::Doctor(_) => Ok(()),
+        Command::Serve(a) => {
+            let url = backend_url(cli.backend.as_deref())?;
+            serve::run(&url, driver, a, config).await
+        }
+        Command::Demo(_)
+        | Command::Bench(_)
+        | Command::Doctor(_)
+        | Command::Config(_)
+        | Command::Audit(_) => Ok(()),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

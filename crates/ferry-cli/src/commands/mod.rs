@@ -3,6 +3,7 @@
 //! (`main`/`exit`). `doctor` alone also chooses its exit status (1 for an error
 //! finding), because its findings are output, not a failure to report.
 
+pub mod audit;
 pub mod bench;
 pub mod consume;
 pub mod consume_list;
@@ -12,5 +13,7 @@ pub mod doctor;
 pub mod inspect;
 pub mod queue;
 pub mod send;
+pub mod serve;
+pub mod serve_demo;
 pub mod stats;
 pub mod topic;

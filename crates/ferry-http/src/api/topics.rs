@@ -1,0 +1,118 @@
+//! Topics and bindings.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::caller::{Caller, queue, topic};
+use crate::body::ApiJson;
+use crate::error::ApiResult;
+use crate::server::Server;
+
+/// `GET /api/topics`: every topic with its bindings.
+pub async fn list(State(server): State<Arc<Server>>) -> ApiResult<Json<Value>> {
+    let mut out = Vec::new();
+    for t in server.driver.list_topics().await? {
+        let bindings = server.driver.list_bindings(&t).await?;
+        out.push(json!({
+            "name": t.as_str(),
+            "bindings": bindings.iter().map(|b| json!({"queue": b.queue.as_str(), "pattern": b.pattern})).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+/// `POST /api/topics` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTopic {
+    name: String,
+}
+
+/// `POST /api/topics`
+pub async fn create(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    ApiJson(body): ApiJson<CreateTopic>,
+) -> ApiResult<Json<Value>> {
+    let t = topic(&body.name)?;
+    server.driver.create_topic(&t).await?;
+    caller
+        .audit(&server, "topic.create", t.as_str(), 1, None)
+        .await;
+    Ok(Json(json!({"name": t.as_str()})))
+}
+
+/// `DELETE /api/topics/{topic}`
+pub async fn delete(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let t = topic(&name)?;
+    let bindings = server.driver.list_bindings(&t).await?.len() as u64;
+    server.driver.delete_topic(&t).await?;
+    caller
+        .audit(&server, "topic.delete", t.as_str(), bindings, None)
+        .await;
+    Ok(Json(json!({"deleted": t.as_str(), "bindings": bindings})))
+}
+
+/// A binding in a request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingBody {
+    queue: String,
+    pattern: String,
+}
+
+/// `POST /api/topics/{topic}/bindings`
+pub async fn bind(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<BindingBody>,
+) -> ApiResult<Json<Value>> {
+    let t = topic(&name)?;
+    let q = queue(&body.queue)?;
+    ferry_core::validate_pattern(&body.pattern)?;
+    server.driver.bind(&t, &q, &body.pattern).await?;
+    caller
+        .audit(
+            &server,
+            "topic.bind",
+            format!("{} -> {} ({})", t.as_str(), q.as_str(), body.pattern),
+            1,
+            None,
+        )
+        .await;
+    Ok(Json(
+        json!({"topic": t.as_str(), "queue": q.as_str(), "pattern": body.pattern}),
+    ))
+}
+
+/// `DELETE /api/topics/{topic}/bindings`
+pub async fn unbind(
+    State(server): State<Arc<Server>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<BindingBody>,
+) -> ApiResult<Json<Value>> {
+    let t = topic(&name)?;
+    let q = queue(&body.queue)?;
+    ferry_core::validate_pattern(&body.pattern)?;
+    server.driver.unbind(&t, &q, &body.pattern).await?;
+    caller
+        .audit(
+            &server,
+            "topic.unbind",
+            format!("{} -> {} ({})", t.as_str(), q.as_str(), body.pattern),
+            1,
+            None,
+        )
+        .await;
+    Ok(Json(json!({"ok": true})))
+}
