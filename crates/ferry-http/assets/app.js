@@ -672,7 +672,7 @@
   }
 
   function readOnlyNote(what) {
-    return h('p', { class: 'note', test: 'read-only-note' }, 'Your role is read-only: ', what, ' needs an admin token.');
+    return h('p', { class: 'note', test: 'read-only-note' }, 'Your role is read-only: an admin token is needed for ', what, '.');
   }
 
   // `next` (optional): the server's next_offset (null on the last page).

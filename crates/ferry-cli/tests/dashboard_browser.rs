@@ -1,0 +1,229 @@
+//! The dashboard of `ferry serve` driven by a real headless browser.
+//!
+//! Starts `ferry serve` on a fresh file backend with a random admin token, then runs
+//! `node dashboard.test.mjs` in `crates/ferry-http/tests/browser`: the script seeds queues,
+//! messages and dead letters through the HTTP API and drives Debian's Chromium through
+//! playwright-core (login, overview, queue view, dead letters with an XSS probe that must
+//! stay literal text, message detail, requeue, edit and requeue, purge confirmation, search,
+//! topics, audit log, phone width, logout, the read-only role, no CSP violations).
+//!
+//! Needs `/usr/bin/chromium` (`apt-get install chromium`, or `FERRY_CHROMIUM=path`), `node`,
+//! and `npm ci` run in `crates/ferry-http/tests/browser`. With `FERRY_SCREENSHOTS=dir`
+//! (relative to the workspace root) the script saves screenshots of the main pages there:
+//!
+//! ```sh
+//! FERRY_SCREENSHOTS=docs/screenshots cargo test -p ferry-cli --test dashboard_browser -- --nocapture
+//! ```
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long `ferry serve` may take to print its address (a cold file backend is quick).
+const STARTUP: Duration = Duration::from_secs(60);
+/// How long the whole browser script may run (it waits for a few overview samples).
+const SCRIPT: Duration = Duration::from_secs(300);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn browser_dir() -> PathBuf {
+    workspace_root().join("crates/ferry-http/tests/browser")
+}
+
+/// The running server; killed when dropped, so a failed assertion never leaves it behind.
+struct Server {
+    child: Child,
+    url: String,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(data: &Path, token: &str, read_token: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+            // No ./ferry.toml of the developer's may leak in.
+            .current_dir(data.parent().unwrap_or(data))
+            .env_remove("FERRY_BACKEND")
+            .env_remove("FERRY_TOKEN")
+            .env_remove("FERRY_READ_TOKEN")
+            .env_remove("FERRY_CONFIG")
+            .arg("--backend")
+            .arg(format!("file:{}", data.display()))
+            .args(["serve", "--bind", "127.0.0.1:0", "--token", token])
+            .args(["--read-token", read_token])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ferry serve");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        let pipe = child.stderr.take().expect("stderr");
+        let log = Arc::clone(&stderr);
+        thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find("listening on http://") {
+                    let url = line[i + "listening on ".len()..]
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .trim_end_matches('/')
+                        .to_string();
+                    let _ = tx.send(url);
+                }
+                let mut log = log
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        // Drain stdout so the server never blocks on a full pipe.
+        let mut out = child.stdout.take().expect("stdout");
+        thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = out.read_to_end(&mut sink);
+        });
+        let mut server = Server {
+            child,
+            url: String::new(),
+            stderr,
+        };
+        match rx.recv_timeout(STARTUP) {
+            Ok(url) => server.url = url,
+            Err(_) => {
+                let status = server.child.try_wait().ok().flatten();
+                panic!(
+                    "ferry serve printed no `listening on http://...` line within {STARTUP:?} \
+                     (exit status: {status:?}); its stderr:\n{}",
+                    server.stderr()
+                );
+            }
+        }
+        server
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn random_token() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..32)
+        .map(|_| char::from(HEX[fastrand::usize(0..16)]))
+        .collect()
+}
+
+fn check_prerequisites() -> String {
+    let chromium = std::env::var("FERRY_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "the dashboard browser test needs Chromium at {chromium}: apt-get install chromium \
+         (or set FERRY_CHROMIUM to a Chromium binary)"
+    );
+    match Command::new("node").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        _ => panic!("the dashboard browser test needs node on PATH: apt-get install nodejs npm"),
+    }
+    assert!(
+        browser_dir()
+            .join("node_modules/playwright-core/package.json")
+            .is_file(),
+        "playwright-core is not installed for the dashboard browser test: run npm ci in \
+         crates/ferry-http/tests/browser"
+    );
+    chromium
+}
+
+#[test]
+fn dashboard_in_headless_chromium() {
+    let chromium = check_prerequisites();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = random_token();
+    let read_token = random_token();
+    let server = Server::start(&dir.path().join("data"), &token, &read_token);
+    eprintln!("ferry serve is up at {}", server.url);
+
+    let mut node = Command::new("node");
+    node.arg("dashboard.test.mjs")
+        .current_dir(browser_dir())
+        .env("FERRY_URL", &server.url)
+        .env("FERRY_TOKEN", &token)
+        .env("FERRY_READ_TOKEN", &read_token)
+        .env("FERRY_CHROMIUM", &chromium)
+        .env("TMPDIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(shots) = std::env::var_os("FERRY_SCREENSHOTS") {
+        let shots = PathBuf::from(shots);
+        let shots = if shots.is_absolute() {
+            shots
+        } else {
+            workspace_root().join(shots)
+        };
+        node.env("FERRY_SCREENSHOTS", shots);
+    } else {
+        node.env_remove("FERRY_SCREENSHOTS");
+    }
+    let mut child = node.spawn().expect("spawn node dashboard.test.mjs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_thread = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + SCRIPT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let out = out_thread.join().unwrap_or_default();
+    let err = err_thread.join().unwrap_or_default();
+    print!("{out}");
+    eprint!("{err}");
+    let server_log = server.stderr();
+    drop(server);
+
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => panic!(
+            "the dashboard browser test failed ({s}):\n{}\n--- ferry serve stderr ---\n{server_log}",
+            err.trim()
+        ),
+        None => panic!(
+            "the dashboard browser test did not finish within {SCRIPT:?}; its output:\n{out}\n{err}\n\
+             --- ferry serve stderr ---\n{server_log}"
+        ),
+    }
+}
