@@ -85,24 +85,49 @@ impl MessageIn {
     }
 }
 
-/// One message or a batch: `{"messages":[...]}` or a single message object.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+/// One message or a batch: `{"messages":[...]}` or a single message object. Parsed by
+/// hand from a JSON value (not an untagged enum), so an unknown field is named in the
+/// error and a `messages` list beside message fields is refused.
+#[derive(Debug, Clone)]
 pub enum Batch {
     /// `{"messages": [...]}`.
-    Many {
-        /// The messages.
-        messages: Vec<MessageIn>,
-    },
+    Many(Vec<MessageIn>),
     /// One message.
     One(MessageIn),
 }
 
+fn field_error(e: serde_json::Error) -> ApiError {
+    ApiError::invalid(format!("the JSON body does not fit this route: {e}"))
+}
+
 impl Batch {
+    /// Reads a batch from the body `value`.
+    pub fn from_value(mut value: Value) -> Result<Batch, ApiError> {
+        let Value::Object(obj) = &mut value else {
+            return Err(ApiError::invalid(
+                "the body must be a message object or {\"messages\": [...]}",
+            ));
+        };
+        match obj.remove("messages") {
+            Some(list) => {
+                if let Some(extra) = obj.keys().next() {
+                    return Err(ApiError::invalid(format!(
+                        "unknown field `{extra}` beside `messages`: put message fields inside each message"
+                    )));
+                }
+                let list: Vec<MessageIn> = serde_json::from_value(list).map_err(field_error)?;
+                Ok(Batch::Many(list))
+            }
+            None => Ok(Batch::One(
+                serde_json::from_value(value).map_err(field_error)?,
+            )),
+        }
+    }
+
     /// The messages; an empty batch is an input error.
     pub fn into_messages(self) -> Result<Vec<Message>, ApiError> {
         let list = match self {
-            Batch::Many { messages } => messages,
+            Batch::Many(messages) => messages,
             Batch::One(m) => vec![m],
         };
         if list.is_empty() {

@@ -35,7 +35,21 @@ pub fn remote(req_ext: &axum::http::Extensions) -> Option<IpAddr> {
 fn host_name(authority: &str) -> String {
     let a = authority.trim();
     let host = if a.starts_with('[') {
-        a.split_once(']').map_or(a, |(h, _)| h).to_string() + "]"
+        // `[v6]` or `[v6]:port`; anything else after `]` makes it no host of ours.
+        match a.split_once(']') {
+            Some((h, rest))
+                if rest.is_empty()
+                    || rest.strip_prefix(':').is_some_and(|p| {
+                        !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())
+                    }) =>
+            {
+                h.to_string() + "]"
+            }
+            _ => return String::new(),
+        }
+    } else if a.parse::<std::net::Ipv6Addr>().is_ok() {
+        // A bare IPv6 address (as in a configured allowed host): bracket it.
+        format!("[{a}]")
     } else {
         a.rsplit_once(':')
             .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
@@ -108,11 +122,19 @@ pub async fn count(State(server): State<Arc<Server>>, req: Request, next: Next) 
     response
 }
 
-/// Records a failed authentication for `ip`; `Err` (429) once they come too fast.
-pub fn note_auth_failure(server: &Server, ip: IpAddr) -> Result<(), ApiError> {
-    match &server.auth_failures {
-        Some(limiter) if limiter.check_key(&ip).is_err() => Err(ApiError::rate_limited(60)),
-        _ => Ok(()),
+/// 429 when `ip` failed to authenticate too often lately: asked *before* the token is
+/// looked at, so a locked-out guesser learns nothing even from the right token.
+pub fn check_lockout(server: &Server, ip: IpAddr) -> Result<(), ApiError> {
+    match server.auth_failures.as_ref().and_then(|t| t.locked_for(ip)) {
+        Some(seconds) => Err(ApiError::rate_limited(seconds)),
+        None => Ok(()),
+    }
+}
+
+/// Records a failed authentication for `ip`.
+pub fn note_auth_failure(server: &Server, ip: IpAddr) {
+    if let Some(t) = &server.auth_failures {
+        t.failed(ip);
     }
 }
 
@@ -195,6 +217,7 @@ pub async fn require_auth(
 
 fn authorize(server: &Server, req: &Request) -> Result<Principal, ApiError> {
     let ip = remote(req.extensions()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    check_lockout(server, ip)?;
     let principal = match server.auth.principal(req.headers()) {
         Ok(p) => p,
         Err(AuthFailure::Missing) => {
@@ -203,7 +226,7 @@ fn authorize(server: &Server, req: &Request) -> Result<Principal, ApiError> {
             ));
         }
         Err(AuthFailure::Invalid) => {
-            note_auth_failure(server, ip)?;
+            note_auth_failure(server, ip);
             return Err(ApiError::unauthenticated(
                 "the token or session is not valid (sessions end after the session lifetime or a server restart)",
             ));
@@ -218,7 +241,7 @@ fn authorize(server: &Server, req: &Request) -> Result<Principal, ApiError> {
             needed.as_str()
         )));
     }
-    if !is_read(req.method()) && req.uri().path() != "/api/logout" {
+    if !is_read(req.method()) {
         check_csrf(&principal, req.headers())?;
     }
     Ok(principal)
@@ -233,6 +256,10 @@ mod tests {
         assert_eq!(host_name("Example.COM:8080"), "example.com");
         assert_eq!(host_name("[::1]:8080"), "[::1]");
         assert_eq!(host_name("localhost"), "localhost");
+        assert_eq!(host_name("[::1]evil.example"), "");
+        assert_eq!(host_name("[::1].evil.example:80"), "");
+        assert_eq!(host_name("2001:db8::1"), "[2001:db8::1]");
+        assert_eq!(host_name("[2001:DB8::1]:8080"), "[2001:db8::1]");
     }
 
     #[test]

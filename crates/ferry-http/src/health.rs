@@ -24,11 +24,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub async fn readyz(State(server): State<Arc<Server>>) -> Response {
     match tokio::time::timeout(BACKEND_TIMEOUT, server.driver.list_queues()).await {
         Ok(Ok(_)) => Json(json!({"status": "ready"})).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": e.to_string()})),
-        )
-            .into_response(),
+        Ok(Err(e)) => {
+            // The route is public: the details (which may name hosts) go to the log.
+            tracing::warn!("readyz: backend not ready: {e}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable", "error": format!("the backend answered with an error of kind {:?}; see the server log", e.kind())})),
+            )
+                .into_response()
+        }
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "error": "the backend did not answer within 5s"})),

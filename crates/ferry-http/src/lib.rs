@@ -54,6 +54,7 @@ mod role;
 mod router;
 mod sample;
 mod server;
+mod throttle;
 
 pub use audit::{AuditEntry, AuditLog, AuditRecord, read_entries};
 pub use auth::{Auth, AuthFailure, Principal, SESSION_COOKIE};

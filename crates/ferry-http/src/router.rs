@@ -6,12 +6,16 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, header};
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::{HeaderValue, Request, Response, header};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
 
 use crate::api::{dead_letters, leases, messages, observe, queues, session, topics};
 use crate::error::ApiError;
@@ -173,6 +177,13 @@ pub fn router(server: Arc<Server>) -> Router {
         .merge(metrics)
         .merge(protected)
         .fallback(|| async { ApiError::not_found("no such route; see /api/openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method; see /api/openapi.json",
+            )
+        })
         .layer(from_fn_with_state(server.clone(), rate_limit))
         .layer(from_fn_with_state(server.clone(), check_host))
         .layer(DefaultBodyLimit::max(server.config.max_body_bytes))
@@ -192,5 +203,47 @@ pub fn router(server: Arc<Server>) -> Router {
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
+        // Outermost, so requests the guards turn away get a span too.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_request(())
+                .on_response(record_status)
+                .on_failure(()),
+        )
         .with_state(server)
+}
+
+/// One INFO span per request, named and shaped like OpenTelemetry's HTTP server spans
+/// (`GET /api/queues/{queue}`: the route, never the raw path, so names stay few and
+/// carry no queue names or ids). Nothing is built unless a subscriber wants INFO spans
+/// (with the default stderr logging at WARN, none does); `ferry --otel-endpoint` exports
+/// them.
+fn request_span<B>(request: &Request<B>) -> Span {
+    let method = request.method().as_str();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    tracing::info_span!(
+        "request",
+        otel.name = %match route {
+            Some(route) => format!("{method} {route}"),
+            None => method.to_string(),
+        },
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+    )
+}
+
+/// Records the response status on the request's span (5xx marks it an error).
+fn record_status<B>(response: &Response<B>, _latency: Duration, span: &Span) {
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
 }

@@ -39,7 +39,7 @@ pub struct Server {
     pub(crate) consumers: Consumers,
     pub(crate) alerts: Option<Alerts>,
     pub(crate) requests: Option<Limiter>,
-    pub(crate) auth_failures: Option<Limiter>,
+    pub(crate) auth_failures: Option<crate::throttle::AuthThrottle>,
 }
 
 impl std::fmt::Debug for Server {
@@ -102,8 +102,8 @@ impl ServerBuilder {
             let burst = n.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
             RateLimiter::hashmap(Quota::per_second(n).allow_burst(burst))
         });
-        let auth_failures = std::num::NonZeroU32::new(config.auth_failures_per_minute)
-            .map(|n| RateLimiter::hashmap(Quota::per_minute(n)));
+        let auth_failures = (config.auth_failures_per_minute > 0)
+            .then(|| crate::throttle::AuthThrottle::new(config.auth_failures_per_minute));
         Ok(Arc::new(Server {
             driver: self.driver,
             auth: Auth::new(config.tokens.clone(), config.session_ttl),
@@ -215,8 +215,8 @@ impl Server {
         if let Some(l) = &self.requests {
             l.retain_recent();
         }
-        if let Some(l) = &self.auth_failures {
-            l.retain_recent();
+        if let Some(t) = &self.auth_failures {
+            t.prune();
         }
     }
 

@@ -176,6 +176,7 @@ async fn other_methods_are_405_and_unknown_paths_404() {
     for path in ["/api/queues", "/api/ack", "/api/queues/q/dead-letters"] {
         let r = call(&app, "PATCH", path, As::Bearer(ADMIN), Some(json!({}))).await;
         assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "PATCH {path}");
+        assert_eq!(r.kind(), "method_not_allowed", "PATCH {path}: {}", r.text);
     }
     let r = call(&app, "GET", "/api/nothing-here", As::Bearer(ADMIN), None).await;
     assert_eq!((r.status, r.kind()), (StatusCode::NOT_FOUND, "not_found"));
@@ -202,6 +203,19 @@ async fn sessions_have_the_role_of_their_token() {
         "POST",
         "/api/logout",
         As::Session(&id, None),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "logout is a change too: CSRF token needed"
+    );
+    let r = call(
+        &app,
+        "POST",
+        "/api/logout",
+        As::Session(&id, Some(&csrf)),
         Some(json!({})),
     )
     .await;
@@ -238,7 +252,17 @@ async fn guessing_tokens_is_rate_limited() {
     }
     assert_eq!(&statuses[..5], &[401; 5]);
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
-    // A valid token is not a failure, so it still works.
+    // Locked out means the token is not even looked at: the right one is refused too,
+    // so the lockout slows a guesser down instead of only relabelling wrong guesses.
     let r = call(&app, "GET", "/api/stats", As::Bearer(ADMIN), None).await;
-    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let r = call(
+        &app,
+        "POST",
+        "/api/login",
+        As::Nobody,
+        Some(json!({"token": ADMIN})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
 }

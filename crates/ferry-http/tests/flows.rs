@@ -481,3 +481,84 @@ async fn health_and_overview() {
         );
     }
 }
+
+#[tokio::test]
+async fn edit_refuses_what_it_would_lose() {
+    let app = app();
+    ok(
+        &app,
+        "POST",
+        "/api/queues",
+        Some(json!({"name": "e", "max_attempts": 1})),
+    )
+    .await;
+    // The same id dies twice: an edit (which deletes by id) must not take both.
+    for payload in ["first", "second"] {
+        ok(
+            &app,
+            "POST",
+            "/api/queues/e/messages",
+            Some(json!({"id": "x", "payload": payload})),
+        )
+        .await;
+        kill(&app, "e", "rejected").await;
+    }
+    let r = call(
+        &app,
+        "PUT",
+        "/api/queues/e/dead-letters/x",
+        As::Bearer(ADMIN),
+        Some(json!({"payload": "fixed"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(
+        dead_letters(&app, "e", "").await["total"],
+        2,
+        "both copies kept"
+    );
+
+    // A published dead letter keeps its route key only when requeued unedited.
+    ok(&app, "POST", "/api/topics", Some(json!({"name": "t"}))).await;
+    ok(
+        &app,
+        "POST",
+        "/api/topics/t/bindings",
+        Some(json!({"queue": "e", "pattern": "#"})),
+    )
+    .await;
+    ok(
+        &app,
+        "POST",
+        "/api/topics/t/messages",
+        Some(json!({"route_key": "order.created", "id": "p", "payload": "x"})),
+    )
+    .await;
+    kill(&app, "e", "rejected").await;
+    let r = call(
+        &app,
+        "PUT",
+        "/api/queues/e/dead-letters/p",
+        As::Bearer(ADMIN),
+        Some(json!({"payload": "y"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.kind()),
+        (StatusCode::CONFLICT, "route_key"),
+        "{}",
+        r.text
+    );
+    ok(
+        &app,
+        "PUT",
+        "/api/queues/e/dead-letters/p",
+        Some(json!({"payload": "y", "drop_route_key": true})),
+    )
+    .await;
+    assert_eq!(
+        dead_letters(&app, "e", "").await["total"],
+        2,
+        "p left the dead letters, x's two stay"
+    );
+}

@@ -130,7 +130,14 @@ async fn bearer_tokens_need_no_csrf_token() {
 #[tokio::test]
 async fn foreign_host_headers_are_421() {
     let app = app();
-    for host in ["evil.example", "evil.example:8080", "127.0.0.1.nip.io"] {
+    for host in [
+        "evil.example",
+        "evil.example:8080",
+        "127.0.0.1.nip.io",
+        "[::1]evil.example",
+        "[::1].evil.example:80",
+        "localhost:80x",
+    ] {
         let req = Request::get("/api/queues")
             .header("host", host)
             .header("authorization", format!("Bearer {ADMIN}"))
@@ -316,5 +323,47 @@ async fn responses_carry_security_headers() {
             .get("x-content-type-options")
             .map(|v| v.as_bytes()),
         Some(&b"nosniff"[..])
+    );
+}
+
+#[tokio::test]
+async fn bad_queries_paths_and_field_names_answer_in_the_error_shape() {
+    let app = app();
+    call(
+        &app,
+        "POST",
+        "/api/queues",
+        As::Bearer(ADMIN),
+        Some(json!({"name": "q"})),
+    )
+    .await;
+    for path in [
+        "/api/queues/q/dead-letters?limit=abc",
+        "/api/queues/q/dead-letters?bogus=1",
+        "/api/audit?limit=-1",
+        "/api/search?id=x&foo=1",
+        "/api/queues/%FF/dead-letters",
+    ] {
+        let r = call(&app, "GET", path, As::Bearer(ADMIN), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.text);
+        assert!(
+            !r.kind().is_empty(),
+            "{path}: not the JSON error shape: {}",
+            r.text
+        );
+    }
+    let r = call(
+        &app,
+        "POST",
+        "/api/queues/q/messages",
+        As::Bearer(ADMIN),
+        Some(json!({"payload": "x", "delay": 5})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.text.contains("delay"),
+        "the error names the unknown field: {}",
+        r.text
     );
 }

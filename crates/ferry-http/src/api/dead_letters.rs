@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use ferry_core::{DeadLetter, DeadLetterQuery, Message, Selection};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::caller::{Caller, queue};
-use crate::body::ApiJson;
+use crate::body::{ApiJson, ApiPath, ApiQuery};
 use crate::dto::{dead_letter, payload_bytes};
 use crate::error::{ApiError, ApiResult};
 use crate::server::Server;
@@ -18,7 +18,7 @@ use crate::server::Server;
 /// Most dead letters one page returns.
 const MAX_PAGE: u64 = 500;
 /// Most dead letters one text search reads before it answers (with `next_offset`).
-const MAX_SCAN: u64 = 10_000;
+pub(crate) const MAX_SCAN: u64 = 10_000;
 
 /// `GET /api/queues/{queue}/dead-letters` query.
 #[derive(Debug, Default, Deserialize)]
@@ -48,8 +48,8 @@ pub(crate) fn contains(d: &DeadLetter, needle: &str) -> bool {
 }
 
 /// Pages through the dead letters from `offset`, keeping those that match `text`,
-/// until `limit` matched or [`MAX_SCAN`] were read. Returns (matches, next offset if
-/// more remain).
+/// until `limit` matched or `budget` were read. Returns (matches, next offset if more
+/// remain, how many were read).
 pub(crate) async fn scan(
     server: &Server,
     q: &ferry_core::QueueName,
@@ -57,7 +57,8 @@ pub(crate) async fn scan(
     limit: u64,
     reason: Option<String>,
     text: Option<&str>,
-) -> ApiResult<(Vec<DeadLetter>, Option<u64>)> {
+    budget: u64,
+) -> ApiResult<(Vec<DeadLetter>, Option<u64>, u64)> {
     let mut found = Vec::new();
     let mut at = offset;
     let page_size = if text.is_some() { MAX_PAGE } else { limit };
@@ -71,16 +72,16 @@ pub(crate) async fn scan(
                 found.push(d);
                 if found.len() as u64 == limit {
                     let next = at + i as u64 + 1;
-                    return Ok((found, Some(next)));
+                    return Ok((found, Some(next), at + n - offset));
                 }
             }
         }
         at += n;
         if n < page_size {
-            return Ok((found, None));
+            return Ok((found, None, at - offset));
         }
-        if text.is_none() || at - offset >= MAX_SCAN {
-            return Ok((found, Some(at)));
+        if text.is_none() || at - offset >= budget {
+            return Ok((found, Some(at), at - offset));
         }
     }
 }
@@ -88,8 +89,8 @@ pub(crate) async fn scan(
 /// `GET /api/queues/{queue}/dead-letters`
 pub async fn list(
     State(server): State<Arc<Server>>,
-    Path(name): Path<String>,
-    Query(query): Query<ListQuery>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
     let offset = query.offset.unwrap_or(0);
@@ -101,7 +102,16 @@ pub async fn list(
     }
     let reason = query.reason.filter(|r| !r.is_empty());
     let text = query.text.filter(|t| !t.is_empty());
-    let (found, next) = scan(&server, &q, offset, limit, reason, text.as_deref()).await?;
+    let (found, next, _) = scan(
+        &server,
+        &q,
+        offset,
+        limit,
+        reason,
+        text.as_deref(),
+        MAX_SCAN,
+    )
+    .await?;
     let total = server
         .driver
         .stats(Some(&q))
@@ -120,7 +130,7 @@ pub async fn list(
 /// `GET /api/queues/{queue}/dead-letters/{id}`
 pub async fn get(
     State(server): State<Arc<Server>>,
-    Path((name, id)): Path<(String, String)>,
+    ApiPath((name, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
     ferry_core::validate_message_id(&id)?;
@@ -139,6 +149,41 @@ pub struct Edit {
     /// Replaces the headers when given.
     #[serde(default)]
     headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Requeue a published message without its route key (a sent message has none, so
+    /// an edited copy cannot keep it).
+    #[serde(default)]
+    drop_route_key: bool,
+}
+
+/// Most dead letters an edit reads to make sure only one has the id.
+const MAX_EDIT_SCAN: u64 = 50_000;
+
+/// How many dead letters of `q` have id `id`; `Err` when the queue has too many dead
+/// letters to tell.
+async fn copies(server: &Server, q: &ferry_core::QueueName, id: &str) -> ApiResult<u64> {
+    let mut at = 0;
+    let mut n = 0;
+    loop {
+        let page = server
+            .driver
+            .list_dead_letters(q, DeadLetterQuery::page(at, MAX_PAGE))
+            .await?;
+        let len = page.len() as u64;
+        n += page.iter().filter(|d| d.id == id).count() as u64;
+        at += len;
+        if len < MAX_PAGE {
+            return Ok(n);
+        }
+        if at >= MAX_EDIT_SCAN {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "already_exists",
+                format!(
+                    "the queue has more than {MAX_EDIT_SCAN} dead letters, too many to make sure only one has id '{id}'; requeue it as it is and fix it in the consumer"
+                ),
+            ));
+        }
+    }
 }
 
 /// `PUT /api/queues/{queue}/dead-letters/{id}`: requeue the dead letter with an edited
@@ -150,13 +195,35 @@ pub struct Edit {
 pub async fn edit(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path((name, id)): Path<(String, String)>,
+    ApiPath((name, id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<Edit>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
     ferry_core::validate_message_id(&id)?;
     let payload = payload_bytes(body.payload.as_ref(), body.payload_base64.as_deref())?;
     let d = server.driver.get_dead_letter(&q, &id).await?;
+    if let Some(key) = &d.route_key
+        && !body.drop_route_key
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "route_key",
+            format!(
+                "this dead letter was published with route key '{key}', which an edited copy cannot keep; send {{\"drop_route_key\": true}} with the edit to requeue it without, or requeue it unedited"
+            ),
+        ));
+    }
+    // The delete below is by id; with two dead letters of this id it would take both.
+    let n = copies(&server, &q, &id).await?;
+    if n > 1 {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "already_exists",
+            format!(
+                "{n} dead letters have id '{id}' (it died more than once); requeue or delete the older ones first, then edit"
+            ),
+        ));
+    }
     let mut m = Message::new(payload)
         .with_id(d.id.clone())
         .with_priority(d.priority)
@@ -165,6 +232,7 @@ pub async fn edit(
         m = m.with_header(k, v);
     }
     m.validate(&server.driver.limits())?;
+    let sent_at = std::time::Instant::now();
     let report = server.driver.send(&q, vec![m]).await?;
     if !report.duplicates.is_empty() {
         return Err(ApiError::new(
@@ -172,6 +240,13 @@ pub async fn edit(
             "already_exists",
             format!("a message with id '{id}' is queued again already; the dead letter stays"),
         ));
+    }
+    if sent_at.elapsed() > EDIT_DELETE_BY {
+        // The edited copy may already be deliverable; deleting by id now could take
+        // its new dead letter too. Keep the old one: a copy, not a loss.
+        return Err(ApiError::internal(format!(
+            "the edited message was requeued, but the backend was slow, so its old dead letter '{id}' was kept; delete it by hand once the new copy is processed"
+        )));
     }
     let removed = server
         .driver
@@ -187,15 +262,18 @@ pub async fn edit(
             &server,
             "dead_letters.edit_requeue",
             format!("{}/{id}", q.as_str()),
-            1,
-            Some(format!("removed {removed} dead letter(s)")),
+            removed,
+            None,
         )
         .await;
     Ok(Json(json!({"requeued": id})))
 }
 
 /// How long an edited message waits before it is delivered.
-pub const EDIT_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+pub const EDIT_HOLD: std::time::Duration = std::time::Duration::from_secs(5);
+/// The old dead letter is deleted only if the send returned within this (well inside
+/// [`EDIT_HOLD`]).
+const EDIT_DELETE_BY: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The selection of a requeue or delete: `{"ids":[..]}` or `{"all":true}`.
 #[derive(Debug, Deserialize)]
@@ -247,7 +325,7 @@ fn describe(selection: &Selection) -> String {
 pub async fn requeue(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<SelectionBody>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
@@ -270,7 +348,7 @@ pub async fn requeue(
 pub async fn delete(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<SelectionBody>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
@@ -293,7 +371,7 @@ pub async fn delete(
 pub async fn purge(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
     let count = server

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use ferry_core::{ReceiveOptions, reason};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::caller::queue;
-use crate::body::ApiJson;
+use crate::body::{ApiJson, ApiPath};
 use crate::dto::{decode_receipt, delivery};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::Settled;
@@ -39,7 +39,7 @@ const MAX_RECEIVE: usize = 1000;
 /// `POST /api/queues/{queue}/receive`
 pub async fn receive(
     State(server): State<Arc<Server>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<Receive>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;

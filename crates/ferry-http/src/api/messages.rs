@@ -4,25 +4,24 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use ferry_core::ErrorKind;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::caller::{queue, topic};
-use crate::body::ApiJson;
-use crate::dto::{Batch, MessageIn, dead_letter, history};
+use crate::body::{ApiJson, ApiPath};
+use crate::dto::{Batch, dead_letter, history};
 use crate::error::{ApiError, ApiResult};
 use crate::server::Server;
 
 /// `POST /api/queues/{queue}/messages`: one message or `{"messages":[...]}`.
 pub async fn send(
     State(server): State<Arc<Server>>,
-    Path(name): Path<String>,
-    ApiJson(batch): ApiJson<Batch>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<Value>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
-    let messages = batch.into_messages()?;
+    let messages = Batch::from_value(body)?.into_messages()?;
     let ids: Vec<String> = messages.iter().map(|m| m.id().to_string()).collect();
     let report = server.driver.send(&q, messages).await?;
     server.metrics.sent(q.as_str(), report.enqueued);
@@ -33,43 +32,28 @@ pub async fn send(
     })))
 }
 
-/// `POST /api/topics/{topic}/messages` body.
-#[derive(Debug, Deserialize)]
-pub struct Publish {
-    route_key: String,
-    #[serde(flatten)]
-    batch: PublishBatch,
-}
-
-/// The messages of a publish: `"messages": [...]` or the fields of one message.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum PublishBatch {
-    /// `"messages": [...]`.
-    Many {
-        /// The messages.
-        messages: Vec<MessageIn>,
-    },
-    /// One message's fields beside `route_key`.
-    One(MessageIn),
-}
-
-/// `POST /api/topics/{topic}/messages`
+/// `POST /api/topics/{topic}/messages`: `{"route_key", "messages": [...]}` or
+/// `{"route_key", ...one message's fields}`.
 pub async fn publish(
     State(server): State<Arc<Server>>,
-    Path(name): Path<String>,
-    ApiJson(body): ApiJson<Publish>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(mut body): ApiJson<Value>,
 ) -> ApiResult<Json<Value>> {
     let t = topic(&name)?;
-    ferry_core::validate_route_key(&body.route_key)?;
-    let batch = match body.batch {
-        PublishBatch::Many { messages } => Batch::Many { messages },
-        PublishBatch::One(m) => Batch::One(m),
+    let route_key = match body.as_object_mut().and_then(|o| o.remove("route_key")) {
+        Some(Value::String(k)) => k,
+        Some(_) => return Err(ApiError::invalid("route_key must be a string")),
+        None => {
+            return Err(ApiError::invalid(
+                "a publish needs a route_key, like {\"route_key\": \"order.created\", \"payload\": ...}",
+            ));
+        }
     };
-    let messages = batch.into_messages()?;
+    ferry_core::validate_route_key(&route_key)?;
+    let messages = Batch::from_value(body)?.into_messages()?;
     let ids: Vec<String> = messages.iter().map(|m| m.id().to_string()).collect();
     let n = messages.len() as u64;
-    let report = server.driver.publish(&t, &body.route_key, messages).await?;
+    let report = server.driver.publish(&t, &route_key, messages).await?;
     for q in &report.queues {
         server.metrics.sent(q.as_str(), n);
     }
@@ -85,7 +69,7 @@ pub async fn publish(
 /// is known.
 pub async fn detail(
     State(server): State<Arc<Server>>,
-    Path((name, id)): Path<(String, String)>,
+    ApiPath((name, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
     ferry_core::validate_message_id(&id)?;

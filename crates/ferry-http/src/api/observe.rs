@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use ferry_core::ErrorKind;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use super::caller::queue;
 use super::dead_letters::scan;
 use super::queues::stats_json;
+use crate::body::ApiQuery;
 use crate::dto::{dead_letter, history};
 use crate::error::{ApiError, ApiResult};
 use crate::server::Server;
@@ -67,7 +68,7 @@ pub struct AuditQuery {
 /// `GET /api/audit`: newest first.
 pub async fn audit(
     State(server): State<Arc<Server>>,
-    Query(q): Query<AuditQuery>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<Value>> {
     let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > 1000 {
@@ -106,7 +107,7 @@ const MAX_TEXT_RESULTS: u64 = 100;
 /// `queue`) or `?text=` (dead letters whose payload, id or error contains the text).
 pub async fn search(
     State(server): State<Arc<Server>>,
-    Query(q): Query<SearchQuery>,
+    ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> ApiResult<Json<Value>> {
     let queues = match q.queue.as_deref().filter(|s| !s.is_empty()) {
         Some(name) => vec![queue(name)?],
@@ -120,6 +121,7 @@ pub async fn search(
             .collect(),
     };
     let mut results = Vec::new();
+    let mut truncated = false;
     match (
         q.id.filter(|s| !s.is_empty()),
         q.text.filter(|s| !s.is_empty()),
@@ -149,12 +151,18 @@ pub async fn search(
             }
         }
         (None, Some(text)) => {
+            // One budget of dead letters read for the whole search, not per queue.
+            let mut budget = super::dead_letters::MAX_SCAN;
             for name in &queues {
                 let left = MAX_TEXT_RESULTS - results.len() as u64;
-                if left == 0 {
+                if left == 0 || budget == 0 {
+                    truncated = true;
                     break;
                 }
-                let (found, _) = scan(&server, name, 0, left, None, Some(&text)).await?;
+                let (found, next, read) =
+                    scan(&server, name, 0, left, None, Some(&text), budget).await?;
+                budget = budget.saturating_sub(read);
+                truncated |= next.is_some();
                 for d in &found {
                     results.push(json!({
                         "queue": name.as_str(),
@@ -174,5 +182,6 @@ pub async fn search(
     Ok(Json(json!({
         "results": results,
         "queues_searched": queues.len(),
+        "truncated": truncated,
     })))
 }

@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use ferry_core::{QueueInfo, QueueOptions, QueueStats};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::caller::{Caller, queue};
-use crate::body::ApiJson;
+use crate::body::{ApiJson, ApiPath};
 use crate::error::ApiResult;
 use crate::server::Server;
 
@@ -56,7 +56,7 @@ pub async fn list(State(server): State<Arc<Server>>) -> ApiResult<Json<Value>> {
 /// `GET /api/queues/{queue}`
 pub async fn get(
     State(server): State<Arc<Server>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
     let info = server.driver.get_queue(&q).await?;
@@ -117,7 +117,7 @@ pub async fn create(
 pub async fn delete(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let q = queue(&name)?;
     let before = server.driver.stats(Some(&q)).await?;
@@ -152,7 +152,7 @@ async fn set_paused(
 pub async fn pause(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     set_paused(&server, &caller, &name, true).await
 }
@@ -161,7 +161,7 @@ pub async fn pause(
 pub async fn resume(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     set_paused(&server, &caller, &name, false).await
 }

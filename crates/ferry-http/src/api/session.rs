@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::auth::{Principal, SESSION_COOKIE, session_cookie};
 use crate::body::ApiJson;
 use crate::error::{ApiError, ApiResult};
-use crate::guard::{note_auth_failure, remote, same_origin};
+use crate::guard::{check_lockout, note_auth_failure, remote, same_origin};
 use crate::server::Server;
 
 /// `POST /api/login` body.
@@ -46,9 +46,10 @@ pub async fn login(State(server): State<Arc<Server>>, req: Request) -> Response 
 async fn login_inner(server: &Arc<Server>, req: Request) -> ApiResult<Response> {
     let ip = remote(req.extensions()).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     same_origin(req.headers())?;
+    check_lockout(server, ip)?;
     let ApiJson(body) = ApiJson::<Login>::from_request_json(req, server).await?;
     let Some(token) = server.auth.check_token(body.token.trim()).cloned() else {
-        note_auth_failure(server, ip)?;
+        note_auth_failure(server, ip);
         return Err(ApiError::unauthenticated("that token is not valid"));
     };
     let (id, csrf) = server.auth.login(&token)?;

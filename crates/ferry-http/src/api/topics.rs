@@ -3,12 +3,12 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::caller::{Caller, queue, topic};
-use crate::body::ApiJson;
+use crate::body::{ApiJson, ApiPath};
 use crate::error::ApiResult;
 use crate::server::Server;
 
@@ -50,7 +50,7 @@ pub async fn create(
 pub async fn delete(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {
     let t = topic(&name)?;
     let bindings = server.driver.list_bindings(&t).await?.len() as u64;
@@ -73,7 +73,7 @@ pub struct BindingBody {
 pub async fn bind(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<BindingBody>,
 ) -> ApiResult<Json<Value>> {
     let t = topic(&name)?;
@@ -98,7 +98,7 @@ pub async fn bind(
 pub async fn unbind(
     State(server): State<Arc<Server>>,
     caller: Caller,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<BindingBody>,
 ) -> ApiResult<Json<Value>> {
     let t = topic(&name)?;
