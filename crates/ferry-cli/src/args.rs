@@ -43,6 +43,22 @@ pub struct Cli {
     #[arg(long, global = true, env = "FERRY_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Export traces (one span per HTTP request of `ferry serve`, ...) over OTLP/HTTP to
+    /// this collector URL (e.g. http://otel-collector:4318; `/v1/traces` is appended
+    /// unless given). Needs a ferry built with `--features otel`; off when unset.
+    #[arg(
+        long,
+        global = true,
+        env = "FERRY_OTEL_ENDPOINT",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub otel_endpoint: Option<String>,
+
+    /// The `service.name` of exported traces.
+    #[arg(long, global = true, value_name = "NAME", default_value = "ferry")]
+    pub otel_service_name: String,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -11,10 +11,9 @@ mod config;
 mod exec;
 mod exit;
 mod output;
+mod telemetry;
 
 use std::process::ExitCode;
-
-use tracing_subscriber::EnvFilter;
 
 use crate::args::{Cli, Command};
 use crate::commands::{
@@ -30,17 +29,17 @@ async fn main() -> ExitCode {
         Err(code) => return code,
     };
     // Diagnostics (transient backend errors, lease problems) go to stderr; RUST_LOG
-    // raises the level.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli, &config).await {
+    // raises the level. With --otel-endpoint, spans are exported too (see telemetry).
+    let telemetry = match telemetry::init(cli.otel_endpoint.as_deref(), &cli.otel_service_name) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let code = match run(cli, &config).await {
         Ok(code) => code,
         Err(e) => exit::report(&e),
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
