@@ -59,6 +59,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "NAME", default_value = "ferry")]
     pub otel_service_name: String,
 
+    /// The audit log that `serve` and the CLI's changes append to and `audit` reads
+    /// [default: audit.jsonl in a file: backend's directory, else ./ferry-audit.jsonl].
+    #[arg(long, global = true, env = "FERRY_AUDIT_LOG", value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -158,10 +163,6 @@ pub struct ServeArgs {
     /// Mark the session cookie Secure (when a TLS proxy is in front).
     #[arg(long)]
     pub secure_cookies: bool,
-    /// The audit log file [default: audit.jsonl in a file: backend's directory, else
-    /// ./ferry-audit.jsonl].
-    #[arg(long, value_name = "PATH")]
-    pub audit_log: Option<PathBuf>,
     /// How often queue counts are sampled for charts, rates and alerts.
     #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "5s")]
     pub sample_interval: Duration,
@@ -174,9 +175,6 @@ pub struct ServeArgs {
 /// `ferry audit`
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// The audit log file [default: as for `ferry serve`].
-    #[arg(long, value_name = "PATH")]
-    pub audit_log: Option<PathBuf>,
     /// Show at most this many of the newest entries.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub limit: usize,

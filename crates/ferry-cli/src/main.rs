@@ -6,6 +6,7 @@
 //! for `ferry doctor`, 1 when a finding is an error).
 
 mod args;
+mod audited;
 mod commands;
 mod config;
 mod exec;
@@ -55,8 +56,8 @@ async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
                 .map(|()| ExitCode::SUCCESS);
         }
         Command::Audit(args) => {
-            return audit::run(&backend_url(cli.backend.as_deref())?, args)
-                .map(|()| ExitCode::SUCCESS);
+            let path = audit_path(cli.audit_log.as_deref(), cli.backend.as_deref())?;
+            return audit::run(&path, args).map(|()| ExitCode::SUCCESS);
         }
         Command::Doctor(args) => {
             return doctor::run(&backend_url(cli.backend.as_deref())?, args).await;
@@ -73,7 +74,10 @@ async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
         },
         other => other,
     };
-    let driver = ferry::connect_async(&backend_url(cli.backend.as_deref())?).await?;
+    let url = backend_url(cli.backend.as_deref())?;
+    let audit_log = audit_path(cli.audit_log.as_deref(), cli.backend.as_deref())?;
+    audited::init(audit_log.clone());
+    let driver = ferry::connect_async(&url).await?;
     let done = match command {
         Command::Queue(c) => queue::run(&*driver, c).await,
         Command::Topic(c) => topic::run(&*driver, c).await,
@@ -83,10 +87,7 @@ async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
         Command::Dlq(c) => dlq::run(&*driver, c).await,
         Command::Stats(a) => stats::run(&*driver, a).await,
         Command::Inspect { queue, id, json } => inspect::run(&*driver, &queue, &id, json).await,
-        Command::Serve(a) => {
-            let url = backend_url(cli.backend.as_deref())?;
-            serve::run(&url, driver, a, config).await
-        }
+        Command::Serve(a) => serve::run(&url, driver, a, &audit_log, config).await,
         Command::Demo(_)
         | Command::Bench(_)
         | Command::Doctor(_)
@@ -94,6 +95,17 @@ async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
         | Command::Audit(_) => Ok(()),
     };
     done.map(|()| ExitCode::SUCCESS)
+}
+
+/// The audit log: `--audit-log` (or `FERRY_AUDIT_LOG`), else beside a `file:` backend.
+fn audit_path(
+    flag: Option<&std::path::Path>,
+    backend: Option<&str>,
+) -> ferry::Result<std::path::PathBuf> {
+    match flag {
+        Some(p) if !p.as_os_str().is_empty() => Ok(p.to_path_buf()),
+        _ => Ok(audit::default_path(&backend_url(backend)?)),
+    }
 }
 
 /// The backend URL: the flag (or `FERRY_BACKEND`) unless empty, else what

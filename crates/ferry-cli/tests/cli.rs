@@ -690,3 +690,70 @@ fn redis_from_the_streams_tool_variables() {
         stderr(&out)
     );
 }
+
+#[test]
+fn cli_changes_are_audited_beside_the_data() {
+    let env = Env::new();
+    for args in [
+        &["queue", "create", "audited", "--max-attempts", "1"][..],
+        &["topic", "create", "t"],
+        &["topic", "bind", "t", "audited", "a.*"],
+        &["dlq", "purge", "audited"],
+        &["queue", "delete", "audited"],
+    ] {
+        let out = env.ferry(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = env.ferry(&["audit", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    let actions: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "queue.delete",
+            "dead_letters.purge",
+            "topic.bind",
+            "topic.create",
+            "queue.create"
+        ],
+        "newest first"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["actor"].as_str().is_some_and(|a| a.starts_with("cli:")))
+    );
+    assert_eq!(entries[0]["seq"], 5);
+    assert!(
+        env.path().join("data").join("audit.jsonl").exists(),
+        "the log sits beside the data"
+    );
+    let table = env.ferry(&["audit"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("dead_letters.purge") && text.contains("SEQ"),
+        "{text}"
+    );
+    // Reads are not changes.
+    assert!(env.ferry(&["queue", "list"]).status.success());
+    assert!(env.ferry(&["stats"]).status.success());
+    let lines = String::from_utf8_lossy(&env.ferry(&["audit", "--json"]).stdout)
+        .lines()
+        .count();
+    assert_eq!(lines, 5);
+}

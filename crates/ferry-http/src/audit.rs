@@ -62,6 +62,39 @@ pub struct AuditRecord {
 struct Inner {
     file: Option<std::fs::File>,
     entries: Vec<AuditEntry>,
+    /// Bytes of the file already read into `entries`.
+    read_to: u64,
+}
+
+impl Inner {
+    /// Reads the complete lines other processes appended since the last read. Must be
+    /// called with the file locked.
+    fn catch_up(&mut self, path: &Path) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(path).map_err(|e| io_error(path, "open", e))?;
+        f.seek(SeekFrom::Start(self.read_to))
+            .map_err(|e| io_error(path, "seek", e))?;
+        let mut tail = Vec::new();
+        f.read_to_end(&mut tail)
+            .map_err(|e| io_error(path, "read", e))?;
+        let Some(end) = tail.iter().rposition(|b| *b == b'\n') else {
+            return Ok(());
+        };
+        for line in tail[..end].split(|b| *b == b'\n') {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<AuditEntry>(line) {
+                Ok(entry) => self.entries.push(entry),
+                Err(e) => tracing::warn!(
+                    "audit log {}: skipped a line that is not an entry ({e})",
+                    path.display()
+                ),
+            }
+        }
+        self.read_to += end as u64 + 1;
+        Ok(())
+    }
 }
 
 /// The audit log, in a file or (for tests and `memory:` backends) in memory.
@@ -106,6 +139,7 @@ impl AuditLog {
             inner: Arc::new(Mutex::new(Inner {
                 file: None,
                 entries: Vec::new(),
+                read_to: 0,
             })),
         }
     }
@@ -115,27 +149,27 @@ impl AuditLog {
     /// itself is never rewritten.
     pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
         let path = path.into();
-        let entries = read_entries(&path)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| io_error(&path, "create its folder", e))?;
         }
-        let mut file = std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| io_error(&path, "open for appending", e))?;
-        // After a torn write the file ends mid-line; end that line so the next entry
-        // starts on its own instead of being glued to the fragment.
-        if !ends_with_newline(&path)? {
-            file.write_all(b"\n")
-                .map_err(|e| io_error(&path, "append", e))?;
-        }
+        let mut inner = Inner {
+            file: None,
+            entries: Vec::new(),
+            read_to: 0,
+        };
+        file.lock_shared().map_err(|e| io_error(&path, "lock", e))?;
+        let read = inner.catch_up(&path);
+        let _ = file.unlock();
+        read?;
+        inner.file = Some(file);
         Ok(AuditLog {
             path: Some(path),
-            inner: Arc::new(Mutex::new(Inner {
-                file: Some(file),
-                entries,
-            })),
+            inner: Arc::new(Mutex::new(inner)),
         })
     }
 
@@ -152,25 +186,15 @@ impl AuditLog {
             let mut guard = inner
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let entry = AuditEntry {
-                seq: guard.entries.last().map_or(1, |e| e.seq + 1),
-                at: ferry_core::time::to_millis(std::time::SystemTime::now()),
-                actor: record.actor,
-                role: record.role,
-                action: record.action,
-                target: record.target,
-                count: record.count,
-                detail: record.detail,
-                remote: record.remote,
-            };
-            if let (Some(file), Some(path)) = (guard.file.as_mut(), path.as_ref()) {
-                let mut line = serde_json::to_vec(&entry)
-                    .map_err(|e| Error::new(ErrorKind::Io, format!("audit entry encoding: {e}")))?;
-                line.push(b'\n');
-                file.write_all(&line)
-                    .map_err(|e| io_error(path, "append", e))?;
-                file.sync_data().map_err(|e| io_error(path, "sync", e))?;
+            let guard = &mut *guard;
+            if let (Some(file), Some(path)) = (guard.file.as_ref(), path.as_ref()) {
+                file.lock().map_err(|e| io_error(path, "lock", e))?;
             }
+            let written = append(guard, path.as_deref(), record);
+            if let Some(file) = guard.file.as_ref() {
+                let _ = file.unlock();
+            }
+            let entry = written?;
             guard.entries.push(entry.clone());
             Ok(entry)
         })
@@ -178,12 +202,24 @@ impl AuditLog {
         joined.map_err(|e| Error::new(ErrorKind::Io, format!("audit writer stopped: {e}")))?
     }
 
-    /// A page of entries, newest first, and the total count.
+    /// A page of entries, newest first, and the total count (including what other
+    /// processes appended since).
     pub fn page(&self, offset: usize, limit: usize) -> (Vec<AuditEntry>, usize) {
-        let guard = self
+        let mut guard = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(path) = &self.path {
+            let locked = guard.file.as_ref().map(std::fs::File::lock_shared);
+            if let Some(Ok(())) = locked
+                && let Err(e) = guard.catch_up(path)
+            {
+                tracing::warn!("{e}");
+            }
+            if let Some(file) = guard.file.as_ref() {
+                let _ = file.unlock();
+            }
+        }
         let total = guard.entries.len();
         let page = guard
             .entries
@@ -195,6 +231,43 @@ impl AuditLog {
             .collect();
         (page, total)
     }
+}
+
+/// Appends one entry under the writer's lock: catches up with other writers, ends a
+/// torn line a crash left, numbers the entry after the last one, writes and syncs.
+fn append(inner: &mut Inner, path: Option<&Path>, record: AuditRecord) -> Result<AuditEntry> {
+    if let Some(path) = path {
+        inner.catch_up(path)?;
+    }
+    let entry = AuditEntry {
+        seq: inner.entries.last().map_or(1, |e| e.seq + 1),
+        at: ferry_core::time::to_millis(std::time::SystemTime::now()),
+        actor: record.actor,
+        role: record.role,
+        action: record.action,
+        target: record.target,
+        count: record.count,
+        detail: record.detail,
+        remote: record.remote,
+    };
+    if let (Some(file), Some(path)) = (inner.file.as_mut(), path) {
+        let mut line = Vec::new();
+        if !ends_with_newline(path)? {
+            // After a torn write the file ends mid-line; end that line so this entry
+            // starts on its own instead of being glued to the fragment.
+            line.push(b'\n');
+        }
+        serde_json::to_writer(&mut line, &entry)
+            .map_err(|e| Error::new(ErrorKind::Io, format!("audit entry encoding: {e}")))?;
+        line.push(b'\n');
+        file.write_all(&line)
+            .map_err(|e| io_error(path, "append", e))?;
+        file.sync_data().map_err(|e| io_error(path, "sync", e))?;
+        inner.read_to = std::fs::metadata(path)
+            .map_err(|e| io_error(path, "stat", e))?
+            .len();
+    }
+    Ok(entry)
 }
 
 fn ends_with_newline(path: &Path) -> Result<bool> {
@@ -275,6 +348,28 @@ mod tests {
             AuditLog::open(&path)?.page(0, 1),
             (vec![log.page(0, 1).0[0].clone()], 4)
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn two_writers_share_one_numbering() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::new(ErrorKind::Io, e.to_string()))?;
+        let path = dir.path().join("audit.jsonl");
+        let serve = AuditLog::open(&path)?;
+        let cli = AuditLog::open(&path)?;
+        for (n, log) in [&serve, &cli, &serve, &cli].into_iter().enumerate() {
+            let e = log
+                .record(AuditRecord {
+                    action: format!("a{n}"),
+                    ..AuditRecord::default()
+                })
+                .await?;
+            assert_eq!(e.seq, n as u64 + 1);
+        }
+        let (page, total) = serve.page(0, 10);
+        assert_eq!(total, 4, "the other writer's entries are seen");
+        assert_eq!(page[0].action, "a3");
+        assert_eq!(read_entries(&path)?.len(), 4);
         Ok(())
     }
 }

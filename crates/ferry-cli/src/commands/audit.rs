@@ -27,9 +27,8 @@ fn time(ms: i64) -> String {
 }
 
 /// Prints the newest `limit` entries.
-pub fn run(backend: &str, args: AuditArgs) -> Result<()> {
-    let path = args.audit_log.unwrap_or_else(|| default_path(backend));
-    let entries = ferry_http::read_entries(&path)?;
+pub fn run(path: &Path, args: AuditArgs) -> Result<()> {
+    let entries = ferry_http::read_entries(path)?;
     let newest: Vec<_> = entries.iter().rev().take(args.limit).collect();
     if args.json {
         for e in newest {

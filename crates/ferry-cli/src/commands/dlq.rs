@@ -27,6 +27,12 @@ pub async fn run(driver: &dyn Driver, command: DlqCommand) -> Result<()> {
                 Selection::Ids(ids.clone())
             };
             let n = driver.requeue_dead_letters(&queue, selection).await?;
+            let detail = if all {
+                "all".to_string()
+            } else {
+                format!("ids: {}", ids.join(", "))
+            };
+            crate::audited::record("dead_letters.requeue", queue.as_str(), n, Some(detail)).await;
             eprintln!("requeued {n} dead letter{} into '{queue}'", plural(n));
             if !all && (n as usize) < ids.len() {
                 eprintln!(
@@ -38,14 +44,17 @@ pub async fn run(driver: &dyn Driver, command: DlqCommand) -> Result<()> {
         }
         DlqCommand::Delete { queue, ids } => {
             check_ids(driver, &queue, &ids).await?;
+            let detail = format!("ids: {}", ids.join(", "));
             let n = driver
                 .delete_dead_letters(&queue, Selection::Ids(ids))
                 .await?;
+            crate::audited::record("dead_letters.delete", queue.as_str(), n, Some(detail)).await;
             eprintln!("deleted {n} dead letter{} of '{queue}'", plural(n));
             Ok(())
         }
         DlqCommand::Purge { queue } => {
             let n = driver.delete_dead_letters(&queue, Selection::All).await?;
+            crate::audited::record("dead_letters.purge", queue.as_str(), n, None).await;
             eprintln!("purged {n} dead letter{} of '{queue}'", plural(n));
             Ok(())
         }

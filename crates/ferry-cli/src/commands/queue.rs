@@ -13,6 +13,7 @@ pub async fn run(driver: &dyn Driver, command: QueueCommand) -> Result<()> {
         QueueCommand::List(flag) => list(driver, flag.json).await,
         QueueCommand::Delete { name } => {
             driver.delete_queue(&name).await?;
+            crate::audited::record("queue.delete", name.as_str(), 1, None).await;
             eprintln!("deleted queue '{name}'");
             Ok(())
         }
@@ -38,6 +39,18 @@ async fn create(driver: &dyn Driver, args: QueueCreateArgs) -> Result<()> {
     }
     options.validate()?;
     driver.create_queue(&args.name, options).await?;
+    crate::audited::record(
+        "queue.create",
+        args.name.as_str(),
+        1,
+        Some(format!(
+            "delay {}, max attempts {}, lease {}",
+            format_duration(options.default_delay),
+            options.max_attempts,
+            format_duration(options.lease)
+        )),
+    )
+    .await;
     eprintln!(
         "{} queue '{}' (delay {}, max attempts {}, lease {})",
         if existed { "updated" } else { "created" },

@@ -84,6 +84,7 @@ pub async fn run(
     backend: &str,
     driver: Arc<dyn Driver>,
     args: ServeArgs,
+    audit_path: &std::path::Path,
     config: &Config,
 ) -> Result<()> {
     // reqwest (alert webhooks) uses rustls without choosing a provider; pick ring, the
@@ -108,13 +109,9 @@ pub async fn run(
     server_config.sample_interval = args
         .sample_interval
         .max(std::time::Duration::from_millis(100));
-    let audit_path = args
-        .audit_log
-        .clone()
-        .unwrap_or_else(|| super::audit::default_path(backend));
     let mut builder = Server::builder(driver.clone())
         .config(server_config)
-        .audit(AuditLog::open(&audit_path)?);
+        .audit(AuditLog::open(audit_path)?);
     if let Some(a) = alerts(config)? {
         builder = builder.alerts(a);
     }

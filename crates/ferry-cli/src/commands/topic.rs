@@ -6,11 +6,17 @@ use serde_json::json;
 use crate::args::TopicCommand;
 use crate::output::{Align, outln, print_json, table};
 
+/// How the audit log names a binding (as `ferry serve` does).
+fn binding(b: &crate::args::BindArgs) -> String {
+    format!("{} -> {} ({})", b.topic, b.queue, b.pattern)
+}
+
 /// Runs a `ferry topic` subcommand.
 pub async fn run(driver: &dyn Driver, command: TopicCommand) -> Result<()> {
     match command {
         TopicCommand::Create { name } => {
             driver.create_topic(&name).await?;
+            crate::audited::record("topic.create", name.as_str(), 1, None).await;
             eprintln!("created topic '{name}'");
             Ok(())
         }
@@ -30,11 +36,13 @@ pub async fn run(driver: &dyn Driver, command: TopicCommand) -> Result<()> {
         }
         TopicCommand::Delete { name } => {
             driver.delete_topic(&name).await?;
+            crate::audited::record("topic.delete", name.as_str(), 1, None).await;
             eprintln!("deleted topic '{name}' and its bindings");
             Ok(())
         }
         TopicCommand::Bind(b) => {
             driver.bind(&b.topic, &b.queue, &b.pattern).await?;
+            crate::audited::record("topic.bind", binding(&b), 1, None).await;
             eprintln!(
                 "bound topic '{}' to queue '{}' with pattern '{}'",
                 b.topic, b.queue, b.pattern
@@ -43,6 +51,7 @@ pub async fn run(driver: &dyn Driver, command: TopicCommand) -> Result<()> {
         }
         TopicCommand::Unbind(b) => {
             driver.unbind(&b.topic, &b.queue, &b.pattern).await?;
+            crate::audited::record("topic.unbind", binding(&b), 1, None).await;
             eprintln!(
                 "removed the binding of topic '{}' to queue '{}' with pattern '{}'",
                 b.topic, b.queue, b.pattern
