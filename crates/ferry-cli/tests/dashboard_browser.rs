@@ -15,16 +15,14 @@
 //! FERRY_SCREENSHOTS=docs/screenshots cargo test -p ferry-cli --test dashboard_browser -- --nocapture
 //! ```
 
-use std::io::{BufRead, BufReader, Read};
+mod support;
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long `ferry serve` may take to print its address (a cold file backend is quick).
-const STARTUP: Duration = Duration::from_secs(60);
 /// How long the whole browser script may run (it waits for a few overview samples).
 const SCRIPT: Duration = Duration::from_secs(300);
 
@@ -37,15 +35,12 @@ fn browser_dir() -> PathBuf {
 }
 
 /// The running server; killed when dropped, so a failed assertion never leaves it behind.
-struct Server {
-    child: Child,
-    url: String,
-    stderr: Arc<Mutex<String>>,
-}
+struct Server(support::serve::Served);
 
 impl Server {
     fn start(data: &Path, token: &str, read_token: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd
             // No ./ferry.toml of the developer's may leak in.
             .current_dir(data.parent().unwrap_or(data))
             .env_remove("FERRY_BACKEND")
@@ -55,72 +50,12 @@ impl Server {
             .arg("--backend")
             .arg(format!("file:{}", data.display()))
             .args(["serve", "--bind", "127.0.0.1:0", "--token", token])
-            .args(["--read-token", read_token])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ferry serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let pipe = child.stderr.take().expect("stderr");
-        let log = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find("listening on http://") {
-                    let url = line[i + "listening on ".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .trim_end_matches('/')
-                        .to_string();
-                    let _ = tx.send(url);
-                }
-                let mut log = log
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        // Drain stdout so the server never blocks on a full pipe.
-        let mut out = child.stdout.take().expect("stdout");
-        thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = out.read_to_end(&mut sink);
-        });
-        let mut server = Server {
-            child,
-            url: String::new(),
-            stderr,
-        };
-        match rx.recv_timeout(STARTUP) {
-            Ok(url) => server.url = url,
-            Err(_) => {
-                let status = server.child.try_wait().ok().flatten();
-                panic!(
-                    "ferry serve printed no `listening on http://...` line within {STARTUP:?} \
-                     (exit status: {status:?}); its stderr:\n{}",
-                    server.stderr()
-                );
-            }
-        }
-        server
+            .args(["--read-token", read_token]);
+        Server(support::serve::Served::start(cmd))
     }
 
     fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.stderr()
     }
 }
 
@@ -159,12 +94,12 @@ fn dashboard_in_headless_chromium() {
     let token = random_token();
     let read_token = random_token();
     let server = Server::start(&dir.path().join("data"), &token, &read_token);
-    eprintln!("ferry serve is up at {}", server.url);
+    eprintln!("ferry serve is up at {}", server.0.url);
 
     let mut node = Command::new("node");
     node.arg("dashboard.test.mjs")
         .current_dir(browser_dir())
-        .env("FERRY_URL", &server.url)
+        .env("FERRY_URL", &server.0.url)
         .env("FERRY_TOKEN", &token)
         .env("FERRY_READ_TOKEN", &read_token)
         .env("FERRY_CHROMIUM", &chromium)

@@ -12,11 +12,12 @@
 //! ```
 #![cfg(feature = "otel")]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,8 +27,6 @@ use axum::body::Bytes;
 use axum::http::HeaderMap;
 use axum::routing::post;
 
-/// How long `ferry serve` may take to print its address.
-const STARTUP: Duration = Duration::from_secs(60);
 /// How long it may take to stop (and flush its traces) after SIGTERM.
 const STOP: Duration = Duration::from_secs(30);
 
@@ -71,15 +70,12 @@ fn start_receiver(rt: &tokio::runtime::Runtime) -> (String, Arc<Mutex<Vec<Export
 }
 
 /// The running server; killed when dropped, so a failed assertion never leaves it behind.
-struct Server {
-    child: Child,
-    addr: String,
-    stderr: Arc<Mutex<String>>,
-}
+struct Server(support::serve::Served);
 
 impl Server {
     fn start(data: &Path, token: &str, otel: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+        cmd
             // No ./ferry.toml of the developer's may leak in.
             .current_dir(data.parent().unwrap_or(data))
             .env_remove("FERRY_BACKEND")
@@ -95,70 +91,17 @@ impl Server {
             .arg("--backend")
             .arg(format!("file:{}", data.display()))
             .args(["--otel-endpoint", otel])
-            .args(["serve", "--bind", "127.0.0.1:0", "--token", token])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ferry serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let pipe = child.stderr.take().expect("stderr");
-        let log = Arc::clone(&stderr);
-        thread::spawn(move || {
-            for line in BufReader::new(pipe).lines() {
-                let Ok(line) = line else { break };
-                if let Some(i) = line.find("listening on http://") {
-                    let addr = line[i + "listening on http://".len()..]
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .trim_end_matches('/')
-                        .to_string();
-                    let _ = tx.send(addr);
-                }
-                let mut log = log
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        // Drain stdout so the server never blocks on a full pipe.
-        let mut out = child.stdout.take().expect("stdout");
-        thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = out.read_to_end(&mut sink);
-        });
-        let mut server = Server {
-            child,
-            addr: String::new(),
-            stderr,
-        };
-        match rx.recv_timeout(STARTUP) {
-            Ok(addr) => server.addr = addr,
-            Err(_) => {
-                let status = server.child.try_wait().ok().flatten();
-                panic!(
-                    "ferry serve printed no `listening on http://...` line within {STARTUP:?} \
-                     (exit status: {status:?}); its stderr:\n{}",
-                    server.stderr()
-                );
-            }
-        }
-        server
+            .args(["serve", "--bind", "127.0.0.1:0", "--token", token]);
+        Server(support::serve::Served::start(cmd))
     }
 
     fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        self.0.stderr()
     }
 
     /// One HTTP/1.1 request over a fresh connection; the status code.
     fn request(&self, method: &str, path: &str, token: &str, body: &str) -> u16 {
-        let mut stream = TcpStream::connect(&self.addr).expect("connect to ferry serve");
+        let mut stream = TcpStream::connect(self.0.addr()).expect("connect to ferry serve");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
             .expect("read timeout");
@@ -166,7 +109,7 @@ impl Server {
             stream,
             "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
+            self.0.addr(),
             body.len()
         )
         .expect("send request");
@@ -182,13 +125,13 @@ impl Server {
     /// Sends SIGTERM and waits for the process to exit.
     fn terminate(&mut self) -> ExitStatus {
         let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &self.0.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM failed");
         let deadline = Instant::now() + STOP;
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait for ferry serve") {
+            if let Some(status) = self.0.child.try_wait().expect("wait for ferry serve") {
                 return status;
             }
             assert!(
@@ -198,13 +141,6 @@ impl Server {
             );
             thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -154,16 +154,43 @@ fn ms(t: std::time::SystemTime) -> Value {
     Value::from(ferry_core::time::to_millis(t))
 }
 
+/// What a delivery and a dead letter both show of the stored message.
+struct Stored<'a> {
+    id: &'a str,
+    queue: &'a ferry_core::QueueName,
+    payload: &'a [u8],
+    headers: &'a std::collections::BTreeMap<String, String>,
+    route_key: &'a Option<String>,
+    priority: u8,
+    enqueued_at: std::time::SystemTime,
+}
+
+impl Stored<'_> {
+    fn json(&self) -> Map<String, Value> {
+        let mut o = Map::new();
+        o.insert("id".into(), Value::from(self.id));
+        o.insert("queue".into(), Value::from(self.queue.as_str()));
+        put_payload(&mut o, self.payload);
+        o.insert("headers".into(), serde_json::json!(self.headers));
+        o.insert("route_key".into(), serde_json::json!(self.route_key));
+        o.insert("priority".into(), Value::from(self.priority));
+        o.insert("enqueued_at".into(), ms(self.enqueued_at));
+        o
+    }
+}
+
 /// A delivery as JSON.
 pub fn delivery(d: &Delivery) -> Value {
-    let mut o = Map::new();
-    o.insert("id".into(), Value::from(d.id.clone()));
-    o.insert("queue".into(), Value::from(d.queue.as_str()));
-    put_payload(&mut o, &d.payload);
-    o.insert("headers".into(), serde_json::json!(d.headers));
-    o.insert("route_key".into(), serde_json::json!(d.route_key));
-    o.insert("priority".into(), Value::from(d.priority));
-    o.insert("enqueued_at".into(), ms(d.enqueued_at));
+    let mut o = Stored {
+        id: &d.id,
+        queue: &d.queue,
+        payload: &d.payload,
+        headers: &d.headers,
+        route_key: &d.route_key,
+        priority: d.priority,
+        enqueued_at: d.enqueued_at,
+    }
+    .json();
     o.insert("attempt".into(), Value::from(d.attempt));
     o.insert("lease_until".into(), ms(d.lease_until));
     o.insert("receipt".into(), Value::from(encode_receipt(&d.receipt)));
@@ -172,14 +199,16 @@ pub fn delivery(d: &Delivery) -> Value {
 
 /// A dead letter as JSON.
 pub fn dead_letter(d: &DeadLetter) -> Value {
-    let mut o = Map::new();
-    o.insert("id".into(), Value::from(d.id.clone()));
-    o.insert("queue".into(), Value::from(d.queue.as_str()));
-    put_payload(&mut o, &d.payload);
-    o.insert("headers".into(), serde_json::json!(d.headers));
-    o.insert("route_key".into(), serde_json::json!(d.route_key));
-    o.insert("priority".into(), Value::from(d.priority));
-    o.insert("enqueued_at".into(), ms(d.enqueued_at));
+    let mut o = Stored {
+        id: &d.id,
+        queue: &d.queue,
+        payload: &d.payload,
+        headers: &d.headers,
+        route_key: &d.route_key,
+        priority: d.priority,
+        enqueued_at: d.enqueued_at,
+    }
+    .json();
     o.insert("attempts".into(), Value::from(d.attempts));
     o.insert("reason".into(), Value::from(d.reason.clone()));
     o.insert("last_error".into(), serde_json::json!(d.last_error));

@@ -96,7 +96,7 @@ fn describe(
         ("POST", "/api/topics/{topic}/bindings") => {
             ("Bind a queue with a pattern", Some("Binding"), "Any")
         }
-        ("DELETE", "/api/topics/{topic}/bindings") => ("Remove a binding", Some("Binding"), "Ok"),
+        ("DELETE", "/api/topics/{topic}/bindings") => ("Remove a binding", Some("Binding"), "Any"),
         ("POST", "/api/topics/{topic}/messages") => {
             ("Publish to every matching queue", Some("Publish"), "Any")
         }

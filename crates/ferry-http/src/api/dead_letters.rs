@@ -321,6 +321,39 @@ fn describe(selection: &Selection) -> String {
     }
 }
 
+/// What a selection request does.
+#[derive(Debug, Clone, Copy)]
+enum Apply {
+    Requeue,
+    Delete,
+}
+
+async fn apply(
+    server: &Server,
+    caller: &Caller,
+    name: &str,
+    body: SelectionBody,
+    how: Apply,
+) -> ApiResult<Json<Value>> {
+    let q = queue(name)?;
+    let selection = body.into_selection()?;
+    let detail = describe(&selection);
+    let (count, action) = match how {
+        Apply::Requeue => (
+            server.driver.requeue_dead_letters(&q, selection).await?,
+            "dead_letters.requeue",
+        ),
+        Apply::Delete => (
+            server.driver.delete_dead_letters(&q, selection).await?,
+            "dead_letters.delete",
+        ),
+    };
+    caller
+        .audit(server, action, q.as_str(), count, Some(detail))
+        .await;
+    Ok(Json(json!({"count": count})))
+}
+
 /// `POST /api/queues/{queue}/dead-letters/requeue`
 pub async fn requeue(
     State(server): State<Arc<Server>>,
@@ -328,20 +361,7 @@ pub async fn requeue(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<SelectionBody>,
 ) -> ApiResult<Json<Value>> {
-    let q = queue(&name)?;
-    let selection = body.into_selection()?;
-    let detail = describe(&selection);
-    let count = server.driver.requeue_dead_letters(&q, selection).await?;
-    caller
-        .audit(
-            &server,
-            "dead_letters.requeue",
-            q.as_str(),
-            count,
-            Some(detail),
-        )
-        .await;
-    Ok(Json(json!({"count": count})))
+    apply(&server, &caller, &name, body, Apply::Requeue).await
 }
 
 /// `POST /api/queues/{queue}/dead-letters/delete`
@@ -351,20 +371,7 @@ pub async fn delete(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<SelectionBody>,
 ) -> ApiResult<Json<Value>> {
-    let q = queue(&name)?;
-    let selection = body.into_selection()?;
-    let detail = describe(&selection);
-    let count = server.driver.delete_dead_letters(&q, selection).await?;
-    caller
-        .audit(
-            &server,
-            "dead_letters.delete",
-            q.as_str(),
-            count,
-            Some(detail),
-        )
-        .await;
-    Ok(Json(json!({"count": count})))
+    apply(&server, &caller, &name, body, Apply::Delete).await
 }
 
 /// `DELETE /api/queues/{queue}/dead-letters`: purge every dead letter of the queue.

@@ -69,6 +69,31 @@ pub struct BindingBody {
     pattern: String,
 }
 
+/// Binds (`bind` true) or unbinds, and audits it.
+async fn change_binding(
+    server: &Server,
+    caller: &Caller,
+    name: &str,
+    body: BindingBody,
+    bind: bool,
+) -> ApiResult<Json<Value>> {
+    let t = topic(name)?;
+    let q = queue(&body.queue)?;
+    ferry_core::validate_pattern(&body.pattern)?;
+    let action = if bind {
+        server.driver.bind(&t, &q, &body.pattern).await?;
+        "topic.bind"
+    } else {
+        server.driver.unbind(&t, &q, &body.pattern).await?;
+        "topic.unbind"
+    };
+    let target = format!("{} -> {} ({})", t.as_str(), q.as_str(), body.pattern);
+    caller.audit(server, action, target, 1, None).await;
+    Ok(Json(
+        json!({"topic": t.as_str(), "queue": q.as_str(), "pattern": body.pattern, "bound": bind}),
+    ))
+}
+
 /// `POST /api/topics/{topic}/bindings`
 pub async fn bind(
     State(server): State<Arc<Server>>,
@@ -76,22 +101,7 @@ pub async fn bind(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<BindingBody>,
 ) -> ApiResult<Json<Value>> {
-    let t = topic(&name)?;
-    let q = queue(&body.queue)?;
-    ferry_core::validate_pattern(&body.pattern)?;
-    server.driver.bind(&t, &q, &body.pattern).await?;
-    caller
-        .audit(
-            &server,
-            "topic.bind",
-            format!("{} -> {} ({})", t.as_str(), q.as_str(), body.pattern),
-            1,
-            None,
-        )
-        .await;
-    Ok(Json(
-        json!({"topic": t.as_str(), "queue": q.as_str(), "pattern": body.pattern}),
-    ))
+    change_binding(&server, &caller, &name, body, true).await
 }
 
 /// `DELETE /api/topics/{topic}/bindings`
@@ -101,18 +111,5 @@ pub async fn unbind(
     ApiPath(name): ApiPath<String>,
     ApiJson(body): ApiJson<BindingBody>,
 ) -> ApiResult<Json<Value>> {
-    let t = topic(&name)?;
-    let q = queue(&body.queue)?;
-    ferry_core::validate_pattern(&body.pattern)?;
-    server.driver.unbind(&t, &q, &body.pattern).await?;
-    caller
-        .audit(
-            &server,
-            "topic.unbind",
-            format!("{} -> {} ({})", t.as_str(), q.as_str(), body.pattern),
-            1,
-            None,
-        )
-        .await;
-    Ok(Json(json!({"ok": true})))
+    change_binding(&server, &caller, &name, body, false).await
 }

@@ -1,0 +1,3 @@
+//! Helpers shared by the `ferry` binary's end-to-end tests.
+
+pub mod serve;
