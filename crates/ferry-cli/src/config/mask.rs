@@ -113,9 +113,27 @@ pub fn json(doc: &serde_json::Value) -> serde_json::Value {
     json_under(None, doc)
 }
 
+/// `text` cut to its scheme and host: webhook URLs (Slack, DingTalk, WeCom) carry their
+/// secret in the path or query, so nothing after the host is shown.
+pub fn url_origin(text: &str) -> String {
+    let Some((scheme, rest)) = text.split_once("://") else {
+        return MASK.to_string();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}/{MASK}")
+}
+
 fn json_under(key: Option<&str>, doc: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match doc {
+        // Webhook URLs are secrets as a whole; header values (Authorization, ...) too.
+        Value::String(s) if key == Some("url") => Value::String(url_origin(s)),
+        Value::Object(map) if key == Some("headers") => Value::Object(
+            map.keys()
+                .map(|k| (k.clone(), Value::String(MASK.to_string())))
+                .collect(),
+        ),
         Value::String(s) => Value::String(match key {
             Some(k) => value(k, s),
             None => url(s),
@@ -133,6 +151,22 @@ fn json_under(key: Option<&str>, doc: &serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_urls_and_headers_are_masked() {
+        let doc = serde_json::json!({"webhooks": [{
+            "url": "https://hooks.slack.com/services/T000/B000/XXXX",
+            "headers": {"Authorization": "Bearer s3cret"},
+            "name": "ops",
+        }]});
+        let masked = json(&doc).to_string();
+        assert!(
+            !masked.contains("XXXX") && !masked.contains("s3cret"),
+            "{masked}"
+        );
+        assert!(masked.contains("https://hooks.slack.com/****"), "{masked}");
+        assert!(masked.contains("\"name\":\"ops\""), "{masked}");
+    }
 
     #[test]
     fn secret_names() {
@@ -207,8 +241,8 @@ mod tests {
             MASK
         );
         assert_eq!(
-            masked["webhooks"][0]["url"],
-            "https://u:****@hooks.example/x"
+            masked["webhooks"][0]["url"], "https://hooks.example/****",
+            "a webhook URL shows only where it goes"
         );
         assert_eq!(masked["limit"], 3);
     }
