@@ -58,7 +58,7 @@ fn describe(
             Some("Receive"),
             "Deliveries",
         ),
-        ("POST", "/api/ack") => ("Ack a delivery", Some("Ack"), "Ok"),
+        ("POST", "/api/ack") => ("Ack a delivery, or many in one call", Some("Ack"), "Any"),
         ("POST", "/api/retry") => ("Fail an attempt; deliver again later", Some("Retry"), "Ok"),
         ("POST", "/api/dead-letter") => (
             "Move a delivery to the dead letters",
@@ -162,7 +162,7 @@ fn schemas() -> Value {
         "Receive": {"type": "object", "additionalProperties": false, "properties": {"max": {"type": "integer", "minimum": 1, "maximum": 1000}, "lease_ms": {"type": "integer"}, "wait_ms": {"type": "integer", "maximum": 30000}}},
         "Delivery": with(json!({"attempt": {"type": "integer"}, "lease_until": {"type": "integer"}, "receipt": {"type": "string", "description": "opaque"}})),
         "Deliveries": {"type": "object", "properties": {"deliveries": {"type": "array", "items": schema_ref("Delivery")}}},
-        "Ack": {"type": "object", "required": ["receipt"], "additionalProperties": false, "properties": {"receipt": {"type": "string"}, "enqueued_at": {"type": "integer"}}},
+        "Ack": {"type": "object", "additionalProperties": false, "description": "receipt, or receipts for a batch (answered per receipt in results)", "properties": {"receipt": {"type": "string"}, "receipts": {"type": "array", "items": {"type": "string"}, "maxItems": 1000}, "enqueued_at": {"type": "integer"}}},
         "Retry": {"type": "object", "required": ["receipt"], "additionalProperties": false, "properties": {"receipt": {"type": "string"}, "delay_ms": {"type": "integer"}, "error": {"type": "string"}}},
         "DeadLetterRequest": {"type": "object", "required": ["receipt"], "additionalProperties": false, "properties": {"receipt": {"type": "string"}, "reason": {"type": "string"}, "error": {"type": "string"}}},
         "Extend": {"type": "object", "required": ["receipt", "lease_ms"], "additionalProperties": false, "properties": {"receipt": {"type": "string"}, "lease_ms": {"type": "integer", "minimum": 1}}},

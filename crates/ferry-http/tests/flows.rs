@@ -562,3 +562,57 @@ async fn edit_refuses_what_it_would_lose() {
         "p left the dead letters, x's two stay"
     );
 }
+
+#[tokio::test]
+async fn many_receipts_ack_in_one_call_and_fail_alone() {
+    let app = app();
+    ok(&app, "POST", "/api/queues", Some(json!({"name": "b"}))).await;
+    let batch: Vec<Value> = (0..3)
+        .map(|n| json!({"id": format!("m{n}"), "payload": "x"}))
+        .collect();
+    ok(
+        &app,
+        "POST",
+        "/api/queues/b/messages",
+        Some(json!({"messages": batch})),
+    )
+    .await;
+    let got = receive(&app, "b", 10).await;
+    let receipts: Vec<Value> = got.iter().map(|d| d["receipt"].clone()).collect();
+    ok(
+        &app,
+        "POST",
+        "/api/ack",
+        Some(json!({"receipt": receipts[0]})),
+    )
+    .await;
+    let r = ok(
+        &app,
+        "POST",
+        "/api/ack",
+        Some(json!({"receipts": receipts})),
+    )
+    .await;
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(
+        results[0]["error"]["kind"], "stale_receipt",
+        "acked already: fails alone"
+    );
+    assert_eq!(
+        (results[1]["ok"].clone(), results[2]["ok"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(
+        ok(&app, "GET", "/api/queues/b", None).await["stats"]["in_flight"],
+        0
+    );
+    let r = call(
+        &app,
+        "POST",
+        "/api/ack",
+        As::Bearer(ADMIN),
+        Some(json!({"receipts": []})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}

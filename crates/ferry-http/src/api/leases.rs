@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::extract::State;
-use ferry_core::{ReceiveOptions, reason};
+use ferry_core::{ReceiveOptions, Settlement, reason};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -67,30 +67,78 @@ pub async fn receive(
     ))
 }
 
-/// `POST /api/ack` body.
+/// `POST /api/ack` body: one receipt, or many in `receipts` (one backend call).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {
-    receipt: String,
+    #[serde(default)]
+    receipt: Option<String>,
+    #[serde(default)]
+    receipts: Option<Vec<String>>,
     /// When the message was enqueued (ms), to record end-to-end latency.
     #[serde(default)]
     enqueued_at: Option<i64>,
 }
 
-/// `POST /api/ack`
+/// `POST /api/ack`: `{"receipt"}` answers `{"ok":true}` or the error;
+/// `{"receipts":[...]}` acks them in one call and answers per receipt
+/// `{"results":[{"ok":true} | {"error":{"kind","message"}}]}` (a stale receipt fails
+/// alone).
 pub async fn ack(
     State(server): State<Arc<Server>>,
     ApiJson(body): ApiJson<Ack>,
 ) -> ApiResult<Json<Value>> {
-    let r = decode_receipt(&body.receipt)?;
-    server.driver.ack(&r).await?;
-    server.metrics.settled(r.queue().as_str(), Settled::Acked);
-    if let Some(at) = body.enqueued_at
-        && let Ok(took) = SystemTime::now().duration_since(ferry_core::time::from_millis(at))
-    {
-        server.metrics.end_to_end(r.queue().as_str(), took);
+    match (body.receipt, body.receipts) {
+        (Some(one), None) => {
+            let r = decode_receipt(&one)?;
+            server.driver.ack(&r).await?;
+            server.metrics.settled(r.queue().as_str(), Settled::Acked);
+            if let Some(at) = body.enqueued_at
+                && let Ok(took) =
+                    SystemTime::now().duration_since(ferry_core::time::from_millis(at))
+            {
+                server.metrics.end_to_end(r.queue().as_str(), took);
+            }
+            Ok(Json(json!({"ok": true})))
+        }
+        (None, Some(many)) => {
+            if many.is_empty() || many.len() > MAX_RECEIVE {
+                return Err(ApiError::invalid(format!(
+                    "receipts must hold 1 to {MAX_RECEIVE} receipts"
+                )));
+            }
+            let receipts = many
+                .iter()
+                .map(|t| decode_receipt(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let queues: Vec<String> = receipts
+                .iter()
+                .map(|r| r.queue().as_str().to_string())
+                .collect();
+            let results = server
+                .driver
+                .settle(receipts.into_iter().map(Settlement::ack).collect())
+                .await?;
+            let out: Vec<Value> = results
+                .into_iter()
+                .zip(&queues)
+                .map(|(r, q)| match r {
+                    Ok(()) => {
+                        server.metrics.settled(q, Settled::Acked);
+                        json!({"ok": true})
+                    }
+                    Err(e) => {
+                        let e = ApiError::from(e);
+                        json!({"error": {"kind": e.kind(), "message": e.message()}})
+                    }
+                })
+                .collect();
+            Ok(Json(json!({"results": out})))
+        }
+        _ => Err(ApiError::invalid(
+            "give either receipt or receipts (a list), not both",
+        )),
     }
-    Ok(Json(json!({"ok": true})))
 }
 
 /// `POST /api/retry` body.
