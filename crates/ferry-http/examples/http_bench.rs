@@ -45,7 +45,11 @@ async fn direct(driver: Arc<dyn Driver>, n: usize, size: usize) -> Res<(f64, f64
         let got = driver.receive(&q, ReceiveOptions::max(BATCH)).await?;
         done += got.len();
         driver
-            .settle(got.into_iter().map(|d| Settlement::ack(d.receipt)).collect())
+            .settle(
+                got.into_iter()
+                    .map(|d| Settlement::ack(d.receipt))
+                    .collect(),
+            )
             .await?;
     }
     Ok((send, n as f64 / t.elapsed().as_secs_f64()))
@@ -118,8 +122,9 @@ async fn main() -> Res<()> {
     for round in 0..rounds {
         for side in ["direct", "http"] {
             let dir = tempfile::tempdir()?;
-            let driver: Arc<dyn Driver> =
-                Arc::new(ferry_embedded::EmbeddedDriver::open(dir.path().join("data"))?);
+            let driver: Arc<dyn Driver> = Arc::new(ferry_embedded::EmbeddedDriver::open(
+                dir.path().join("data"),
+            )?);
             let (send, consume) = match side {
                 "direct" => direct(driver, n, size).await?,
                 _ => http(driver, n, size).await?,
