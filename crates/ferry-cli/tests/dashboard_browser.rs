@@ -39,17 +39,8 @@ struct Server(support::serve::Served);
 
 impl Server {
     fn start(data: &Path, token: &str, read_token: &str) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd
-            // No ./ferry.toml of the developer's may leak in.
-            .current_dir(data.parent().unwrap_or(data))
-            .env_remove("FERRY_BACKEND")
-            .env_remove("FERRY_TOKEN")
-            .env_remove("FERRY_READ_TOKEN")
-            .env_remove("FERRY_CONFIG")
-            .arg("--backend")
-            .arg(format!("file:{}", data.display()))
-            .args(["serve", "--bind", "127.0.0.1:0", "--token", token])
+        let mut cmd = support::serve::command(data);
+        cmd.args(["serve", "--bind", "127.0.0.1:0", "--token", token])
             .args(["--read-token", read_token]);
         Server(support::serve::Served::start(cmd))
     }

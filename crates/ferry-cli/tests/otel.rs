@@ -74,22 +74,12 @@ struct Server(support::serve::Served);
 
 impl Server {
     fn start(data: &Path, token: &str, otel: &str) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
-        cmd
-            // No ./ferry.toml of the developer's may leak in.
-            .current_dir(data.parent().unwrap_or(data))
-            .env_remove("FERRY_BACKEND")
-            .env_remove("FERRY_TOKEN")
-            .env_remove("FERRY_READ_TOKEN")
-            .env_remove("FERRY_CONFIG")
-            .env_remove("FERRY_OTEL_ENDPOINT")
-            .env_remove("OTEL_SDK_DISABLED")
+        let mut cmd = support::serve::command(data);
+        cmd.env_remove("OTEL_SDK_DISABLED")
             .env_remove("OTEL_TRACES_SAMPLER")
             .env_remove("OTEL_EXPORTER_OTLP_PROTOCOL")
             .env_remove("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
             .env_remove("RUST_LOG")
-            .arg("--backend")
-            .arg(format!("file:{}", data.display()))
             .args(["--otel-endpoint", otel])
             .args(["serve", "--bind", "127.0.0.1:0", "--token", token]);
         Server(support::serve::Served::start(cmd))

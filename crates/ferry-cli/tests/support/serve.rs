@@ -11,6 +11,21 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+/// `ferry --backend file:DATA` run beside `data`, with every `FERRY_*` variable of the
+/// developer's environment removed, so no local token, backend or ferry.toml leaks in.
+/// Add `serve ...` and the test's own options.
+pub fn command(data: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.current_dir(data.parent().unwrap_or(data));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FERRY_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.arg("--backend").arg(format!("file:{}", data.display()));
+    cmd
+}
+
 /// How long `ferry serve` may take to print its address.
 pub const STARTUP: Duration = Duration::from_secs(60);
 
