@@ -37,6 +37,7 @@ mod producer;
 mod retry;
 mod route;
 pub mod time;
+pub mod tx;
 pub mod wire;
 
 pub use consumer::{Consumer, ConsumerBuilder, ConsumerReport, Handler};
@@ -57,6 +58,6 @@ pub use name::{
     validate_pattern, validate_route_key,
 };
 pub use outcome::{IntoOutcome, Outcome};
-pub use producer::{Producer, TRACEPARENT, new_traceparent};
+pub use producer::{DEFAULT_TX_HOLD, Producer, TRACEPARENT, new_traceparent};
 pub use retry::{Backoff, RetryPolicy};
 pub use route::route_matches;

@@ -6,6 +6,7 @@
 //! consumer's delivery span can be tied back to the send).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -43,13 +44,19 @@ pub const TRACEPARENT: &str = "traceparent";
 pub struct Producer {
     driver: Arc<dyn Driver>,
     rate: Option<RateLimit>,
+    tx_hold: Duration,
 }
+
+/// How long a two-phase send holds its prepared message unless renewed (see
+/// [`Producer::with_tx_hold`]).
+pub const DEFAULT_TX_HOLD: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("driver", &self.driver)
             .field("rate", &self.rate)
+            .field("tx_hold", &self.tx_hold)
             .finish()
     }
 }
@@ -77,7 +84,39 @@ fn traced(mut m: Message) -> Message {
 impl Producer {
     /// A producer on `driver`, without a rate limit.
     pub fn new(driver: Arc<dyn Driver>) -> Self {
-        Producer { driver, rate: None }
+        Producer {
+            driver,
+            rate: None,
+            tx_hold: DEFAULT_TX_HOLD,
+        }
+    }
+
+    /// How long [`Producer::send_tx`] holds a prepared message before a checker may
+    /// ask about it if the producer stops renewing the hold (it renews every third of
+    /// this while the local transaction runs). Default [`DEFAULT_TX_HOLD`]; at least
+    /// 30 ms.
+    ///
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use ferry_core::{MemoryDriver, Producer};
+    /// let p = Producer::new(Arc::new(MemoryDriver::new())).with_tx_hold(Duration::from_secs(3));
+    /// # let _ = p;
+    /// ```
+    pub fn with_tx_hold(mut self, hold: Duration) -> Self {
+        self.tx_hold = hold.max(Duration::from_millis(30));
+        self
+    }
+
+    pub(crate) fn tx_hold(&self) -> Duration {
+        self.tx_hold
+    }
+
+    pub(crate) fn driver(&self) -> &Arc<dyn Driver> {
+        &self.driver
+    }
+
+    pub(crate) fn trace(&self, message: Message) -> Message {
+        traced(message)
     }
 
     /// Sends at most this many messages per second (batches count per message).

@@ -141,6 +141,7 @@ mod list;
 mod reply;
 mod single;
 mod stored;
+mod tx;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -165,6 +166,7 @@ pub use idempotency::RedisIdempotencyStore;
 pub use list::{Backlog, BridgeStats, ListBridge, ListKeys, SOURCE_HEADER, key_slot};
 use reply::{Op, Reader, map_err};
 use stored::{netstrings, split_sent};
+pub use tx::RedisTxStore;
 
 macro_rules! queue_script {
     ($file:literal, $ttl:expr) => {
@@ -383,6 +385,20 @@ impl RedisDriver {
 
     fn conn(&self) -> Conn {
         self.conn.clone()
+    }
+
+    /// The two-phase store of prepared messages (`ferry_core::tx`) on this Redis,
+    /// named `default`.
+    pub fn tx_store(&self) -> RedisTxStore {
+        self.tx_store_named("default")
+            .unwrap_or_else(|_| unreachable!("'default' is a valid store name"))
+    }
+
+    /// A separately named two-phase store (its own keys and checkers), for
+    /// applications that keep their transactions apart. `InvalidInput` unless `name`
+    /// is letters, digits, `-`, `_` or `.`.
+    pub fn tx_store_named(&self, name: &str) -> Result<RedisTxStore> {
+        RedisTxStore::new(self.conn.clone(), &self.prefix, name)
     }
 
     async fn topic_exists(&self, topic: &TopicName) -> Result<bool> {
