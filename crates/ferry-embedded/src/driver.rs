@@ -167,6 +167,12 @@ impl EmbeddedDriver {
         crate::EmbeddedIdempotencyStore::new(self.clone())
     }
 
+    /// This directory's durable store of prepared two-phase messages
+    /// (`ferry_core::tx`), shared by every process using the directory.
+    pub fn tx_store(&self) -> crate::EmbeddedTxStore {
+        crate::EmbeddedTxStore::new(self.clone())
+    }
+
     /// Runs `work` in a group commit; it cannot make messages deliverable.
     pub(crate) async fn write<R, F>(&self, work: F) -> Result<R>
     where
@@ -186,7 +192,7 @@ impl EmbeddedDriver {
     }
 
     /// Runs a read-only `work` on the read connection, off the async threads.
-    async fn read<R, F>(&self, work: F) -> Result<R>
+    pub(crate) async fn read<R, F>(&self, work: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,

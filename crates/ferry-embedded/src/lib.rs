@@ -40,10 +40,13 @@ mod idempotency;
 mod migrate;
 mod ops;
 mod schema;
+mod tx;
 mod writer;
 
 pub use driver::{CommitStats, EmbeddedDriver, EmbeddedOptions};
 pub use idempotency::EmbeddedIdempotencyStore;
+pub use migrate::FORMAT_VERSION;
+pub use tx::EmbeddedTxStore;
 
 /// The name of the database file inside a data directory.
 pub const DATA_FILE: &str = "ferry.db";

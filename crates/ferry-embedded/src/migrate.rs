@@ -13,10 +13,25 @@
 const MIGRATIONS: &[&str] = &[
     // 1 → 2: pausing a queue's deliveries (`Topology::set_paused`).
     "ALTER TABLE queues ADD COLUMN paused INTEGER NOT NULL DEFAULT 0;",
+    // 2 → 3: prepared two-phase messages (`ferry_core::tx::TxStore`). `seq` orders
+    // listing; claims read `tx_by_due`.
+    "CREATE TABLE tx_prepared (
+        seq         INTEGER PRIMARY KEY,
+        id          TEXT NOT NULL UNIQUE,
+        body        BLOB NOT NULL,
+        state       TEXT NOT NULL,
+        checks      INTEGER NOT NULL,
+        token       INTEGER NOT NULL,
+        prepared_at INTEGER NOT NULL,
+        due_at      INTEGER NOT NULL,
+        last_error  TEXT
+    ) STRICT;
+    CREATE INDEX tx_by_due ON tx_prepared (due_at);",
 ];
 
-/// The format version this build writes and the newest it reads.
-pub(crate) const FORMAT_VERSION: i32 = 1 + MIGRATIONS.len() as i32;
+/// The format version this build writes and the newest it reads (the data file's
+/// `user_version`; see `docs/embedded-format.md`).
+pub const FORMAT_VERSION: i32 = 1 + MIGRATIONS.len() as i32;
 
 /// The SQL that takes a format-`from` file to the current format (empty when current).
 pub(crate) fn upgrade_sql(from: i32) -> String {
