@@ -354,6 +354,12 @@ pub trait Driver: Topology + DeadLetters {
         None
     }
 
+    /// The backend's own durable store of prepared two-phase messages
+    /// ([`crate::tx::TxStore`]), kept where the messages are, if it has one.
+    fn tx_store(&self) -> Option<std::sync::Arc<dyn crate::tx::TxStore>> {
+        None
+    }
+
     /// Durably enqueues a batch into `queue` (all or nothing).
     async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport>;
 

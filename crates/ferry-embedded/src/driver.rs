@@ -331,6 +331,10 @@ impl Driver for EmbeddedDriver {
         Some(Arc::new(self.idempotency()))
     }
 
+    fn tx_store(&self) -> Option<Arc<dyn ferry_core::tx::TxStore>> {
+        Some(Arc::new(EmbeddedDriver::tx_store(self)))
+    }
+
     async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport> {
         self.inner.options.limits.validate_batch(&batch)?;
         let q = queue.clone();

@@ -1036,6 +1036,10 @@ impl Driver for RedisDriver {
         Some(Arc::new(self.idempotency.clone()))
     }
 
+    fn tx_store(&self) -> Option<Arc<dyn ferry_core::tx::TxStore>> {
+        Some(Arc::new(RedisDriver::tx_store(self)))
+    }
+
     async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport> {
         self.limits.validate_batch(&batch)?;
         let mut res = self
