@@ -160,6 +160,20 @@ impl PostgresDriver {
         crate::PostgresIdempotencyStore::new(self.clone())
     }
 
+    /// This schema's durable store of prepared two-phase messages (`ferry_core::tx`),
+    /// named `default`.
+    pub fn tx_store(&self) -> crate::PostgresTxStore {
+        self.tx_store_named("default")
+            .unwrap_or_else(|_| unreachable!("'default' is a valid store name"))
+    }
+
+    /// A separately named two-phase store in this schema (its own records and
+    /// checkers). `InvalidInput` unless `name` is 1 to 128 letters, digits, `-`, `_`
+    /// or `.`.
+    pub fn tx_store_named(&self, name: &str) -> Result<crate::PostgresTxStore> {
+        crate::PostgresTxStore::new(self.clone(), name)
+    }
+
     /// The connection pool (its connections' `search_path` is the schema).
     pub(crate) fn pool(&self) -> &PgPool {
         &self.inner.pool
@@ -251,6 +265,10 @@ impl Driver for PostgresDriver {
 
     fn idempotency_store(&self) -> Option<Arc<dyn ferry_core::IdempotencyStore>> {
         Some(Arc::new(self.idempotency()))
+    }
+
+    fn tx_store(&self) -> Option<Arc<dyn ferry_core::tx::TxStore>> {
+        Some(Arc::new(PostgresDriver::tx_store(self)))
     }
 
     async fn send(&self, queue: &QueueName, batch: Vec<Message>) -> Result<SendReport> {

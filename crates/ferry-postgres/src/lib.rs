@@ -48,7 +48,9 @@ mod send;
 mod settle;
 mod stats;
 mod topology;
+mod tx;
 
 pub use config::{DEFAULT_SCHEMA, PostgresConfig};
 pub use driver::PostgresDriver;
 pub use idempotency::PostgresIdempotencyStore;
+pub use tx::PostgresTxStore;
