@@ -127,6 +127,9 @@ pub struct DeadLetterQuery {
     pub limit: u64,
     /// Only dead letters with this reason.
     pub reason: Option<String>,
+    /// Only approved (`Some(true)`) or only unapproved (`Some(false)`) dead letters
+    /// ([`DeadLetters::approve_dead_letters`]). Default `None`: both.
+    pub approved: Option<bool>,
 }
 
 impl Default for DeadLetterQuery {
@@ -135,6 +138,7 @@ impl Default for DeadLetterQuery {
             offset: 0,
             limit: 100,
             reason: None,
+            approved: None,
         }
     }
 }
@@ -145,8 +149,21 @@ impl DeadLetterQuery {
         DeadLetterQuery {
             offset,
             limit,
-            reason: None,
+            ..DeadLetterQuery::default()
         }
+    }
+
+    /// Keeps only approved (`true`) or only unapproved (`false`) dead letters.
+    ///
+    /// ```
+    /// use ferry_core::DeadLetterQuery;
+    /// let q = DeadLetterQuery::page(0, 10).with_approved(true);
+    /// assert_eq!(q.approved, Some(true));
+    /// assert_eq!(DeadLetterQuery::default().approved, None);
+    /// ```
+    pub fn with_approved(mut self, approved: bool) -> Self {
+        self.approved = Some(approved);
+        self
     }
 }
 
@@ -170,6 +187,135 @@ pub trait DeadLetters: Send + Sync + Debug {
 
     /// Deletes the selected dead letters for good. Returns how many.
     async fn delete_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64>;
+
+    /// Stores `letters` as dead letters of `queue`, as given: id, payload, headers,
+    /// route key, priority, attempts, reason, last error, `enqueued_at`,
+    /// `first_failed_at` and `dead_at` are kept (times to the millisecond; each
+    /// letter's `queue` field is ignored). Durable like every write, and all or
+    /// nothing. Returns how many were stored. `QueueNotFound` if the queue does not
+    /// exist; letters a send would refuse (an invalid id is `InvalidName`, a payload
+    /// over the [`Limits`](crate::Limits) `TooLarge`, bad headers or route key
+    /// `InvalidInput`) fail the call before anything is written.
+    ///
+    /// From then on they are dead letters like any other: listed, got, requeued,
+    /// deleted, purged, approved and re-driven, and counted in
+    /// [`QueueStats::dead`](crate::QueueStats::dead). This is how a message that never
+    /// reached the queue ends there for an operator to see, for example a prepared
+    /// two-phase message whose transaction could not be resolved
+    /// ([`reason::TX_CHECK_EXHAUSTED`](crate::reason::TX_CHECK_EXHAUSTED)).
+    ///
+    /// The default implementation returns `Unsupported`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::SystemTime;
+    /// use ferry_core::*;
+    /// let d = MemoryDriver::new();
+    /// let q = QueueName::new("payments")?;
+    /// d.create_queue(&q, QueueOptions::default()).await?;
+    /// let now = time::from_millis(time::now_millis());
+    /// let letter = DeadLetter {
+    ///     id: "pay-1".into(),
+    ///     queue: q.clone(),
+    ///     payload: "charge 42".into(),
+    ///     headers: Default::default(),
+    ///     route_key: None,
+    ///     priority: 0,
+    ///     enqueued_at: now,
+    ///     attempts: 0,
+    ///     reason: reason::TX_CHECK_EXHAUSTED.into(),
+    ///     last_error: Some("check-back answered unknown 10 times".into()),
+    ///     first_failed_at: None,
+    ///     dead_at: now,
+    /// };
+    /// assert_eq!(d.insert_dead_letters(&q, vec![letter]).await?, 1);
+    /// let got = d.get_dead_letter(&q, "pay-1").await?;
+    /// assert_eq!(got.reason, "tx_check_exhausted");
+    /// assert_eq!(d.stats(Some(&q)).await?[0].dead, 1);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    async fn insert_dead_letters(
+        &self,
+        queue: &QueueName,
+        letters: Vec<DeadLetter>,
+    ) -> Result<u64> {
+        let _ = (queue, letters);
+        Err(unsupported("inserting dead letters"))
+    }
+
+    /// Marks the selected dead letters of `queue` approved for re-drive
+    /// ([`DeadLetters::redrive_approved`]). Returns how many were newly approved:
+    /// approving an approved dead letter again is a no-op and not counted, and ids
+    /// that are not dead letters are skipped. `QueueNotFound` if the queue does not
+    /// exist.
+    ///
+    /// An approval belongs to one death: re-driving clears it, so a message that dies
+    /// again after a re-drive waits until it is approved again. Listing can filter on
+    /// it ([`DeadLetterQuery::with_approved`]). The default implementation returns
+    /// `Unsupported`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use ferry_core::*;
+    /// let d = MemoryDriver::new();
+    /// let q = QueueName::new("emails")?;
+    /// d.create_queue(&q, QueueOptions::default()).await?;
+    /// d.send(&q, vec![Message::new("hi").with_id("m1")]).await?;
+    /// let got = d.receive(&q, ReceiveOptions::max(1)).await?;
+    /// d.dead_letter(&got[0].receipt, reason::REJECTED, None).await?;
+    /// let ids = Selection::Ids(vec!["m1".into()]);
+    /// assert_eq!(d.approve_dead_letters(&q, ids.clone()).await?, 1);
+    /// assert_eq!(d.approve_dead_letters(&q, ids).await?, 0); // already approved
+    /// let approved = d.list_dead_letters(&q, DeadLetterQuery::default().with_approved(true)).await?;
+    /// assert_eq!(approved.len(), 1);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    async fn approve_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        let _ = (queue, selection);
+        Err(unsupported("approving dead letters"))
+    }
+
+    /// Moves up to `max` approved dead letters of `queue` back into the queue, oldest
+    /// death first, exactly as [`DeadLetters::requeue_dead_letters`] does (ready now,
+    /// attempts reset), and returns their ids. `QueueNotFound` if the queue does not
+    /// exist; an empty list when nothing approved is left.
+    ///
+    /// The claim is the backend's atomic move: callers running at the same time
+    /// (threads or processes) get disjoint ids, and no dead letter is requeued twice
+    /// for one approval. Unapproved dead letters never move. The move clears the
+    /// approval, so if the message dies again it stays in the dead letters until it is
+    /// approved again. An approved dead letter whose id is live in the queue again
+    /// stays where it is, approved (as with `requeue_dead_letters`). Backends that
+    /// cannot make the move atomic say precisely what they promise instead (RabbitMQ:
+    /// see `ferry-amqp`). The default implementation returns `Unsupported`.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use ferry_core::*;
+    /// let d = MemoryDriver::new();
+    /// let q = QueueName::new("emails")?;
+    /// d.create_queue(&q, QueueOptions::default()).await?;
+    /// d.send(&q, vec![Message::new("a").with_id("a"), Message::new("b").with_id("b")]).await?;
+    /// for got in d.receive(&q, ReceiveOptions::max(2)).await? {
+    ///     d.dead_letter(&got.receipt, reason::REJECTED, None).await?;
+    /// }
+    /// d.approve_dead_letters(&q, Selection::Ids(vec!["a".into()])).await?;
+    /// assert_eq!(d.redrive_approved(&q, 100).await?, ["a"]); // "b" was not approved
+    /// assert!(d.redrive_approved(&q, 100).await?.is_empty());
+    /// assert_eq!(d.stats(Some(&q)).await?[0].ready, 1);
+    /// # Ok::<(), Error>(()) }).unwrap();
+    /// ```
+    async fn redrive_approved(&self, queue: &QueueName, max: u64) -> Result<Vec<String>> {
+        let _ = (queue, max);
+        Err(unsupported("re-driving approved dead letters"))
+    }
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("{what} is not supported by this backend yet"),
+    )
 }
 
 /// What to do with a delivery, as applied by [`Driver::settle`].

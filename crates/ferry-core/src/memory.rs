@@ -51,12 +51,37 @@ struct Stored {
     first_failed_at: Option<i64>,
 }
 
+/// A dead letter and whether it is approved for re-drive (the approval belongs to
+/// this death: a requeue ends it with the dead letter).
+#[derive(Debug, Clone)]
+struct Dead {
+    letter: DeadLetter,
+    approved: bool,
+}
+
+impl Dead {
+    fn new(letter: DeadLetter) -> Self {
+        Dead {
+            letter,
+            approved: false,
+        }
+    }
+}
+
+fn selects(selection: &Selection, id: &str) -> bool {
+    match selection {
+        Selection::All => true,
+        Selection::Ids(ids) => ids.iter().any(|i| i == id),
+    }
+}
+
 #[derive(Debug, Default)]
 struct QueueState {
     options: QueueOptions,
     paused: bool,
     messages: HashMap<String, Stored>,
-    dead: Vec<DeadLetter>,
+    /// Oldest death first.
+    dead: Vec<Dead>,
     history: HashMap<String, Vec<HistoryEvent>>,
 }
 
@@ -253,8 +278,13 @@ fn reclaim(queue: &QueueName, q: &mut QueueState, now: i64) {
         let attempt = m.attempts;
         if m.attempts >= q.options.max_attempts {
             if let Some(m) = q.messages.remove(&id) {
-                q.dead
-                    .push(to_dead(queue, m, reason::LEASE_EXPIRED, None, now));
+                q.dead.push(Dead::new(to_dead(
+                    queue,
+                    m,
+                    reason::LEASE_EXPIRED,
+                    None,
+                    now,
+                )));
                 q.log(
                     &id,
                     "dead_lettered",
@@ -418,10 +448,11 @@ impl DeadLetters for MemoryDriver {
             .ok_or_else(|| Error::queue_not_found(queue.as_str()))?;
         Ok(q.dead
             .iter()
-            .filter(|d| query.reason.as_ref().is_none_or(|r| &d.reason == r))
+            .filter(|d| query.reason.as_ref().is_none_or(|r| &d.letter.reason == r))
+            .filter(|d| query.approved.is_none_or(|a| d.approved == a))
             .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
             .take(usize::try_from(query.limit).unwrap_or(usize::MAX))
-            .cloned()
+            .map(|d| d.letter.clone())
             .collect())
     }
 
@@ -434,8 +465,8 @@ impl DeadLetters for MemoryDriver {
         q.dead
             .iter()
             .rev()
-            .find(|d| d.id == id)
-            .cloned()
+            .find(|d| d.letter.id == id)
+            .map(|d| d.letter.clone())
             .ok_or_else(|| {
                 Error::new(
                     ErrorKind::MessageNotFound,
@@ -457,35 +488,11 @@ impl DeadLetters for MemoryDriver {
         let mut keep = Vec::new();
         // Newest first, so the newest death of an id wins and older ones stay.
         for d in std::mem::take(&mut q.dead).into_iter().rev() {
-            let selected = match &selection {
-                Selection::All => true,
-                Selection::Ids(ids) => ids.contains(&d.id),
-            };
-            if !selected || q.messages.contains_key(&d.id) {
+            if !selects(&selection, &d.letter.id) || q.messages.contains_key(&d.letter.id) {
                 keep.push(d);
                 continue;
             }
-            *next_seq += 1;
-            let id_of_requeued = d.id.clone();
-            q.messages.insert(
-                d.id.clone(),
-                Stored {
-                    seq: *next_seq,
-                    id: d.id.clone(),
-                    payload: d.payload,
-                    headers: d.headers,
-                    route_key: d.route_key,
-                    priority: d.priority,
-                    enqueued_at: crate::time::to_millis(d.enqueued_at),
-                    state: State::Waiting,
-                    avail_at: now,
-                    attempts: 0,
-                    token: None,
-                    last_error: d.last_error,
-                    first_failed_at: None,
-                },
-            );
-            q.log(&id_of_requeued, "requeued", 0, None, now);
+            revive(q, next_seq, d.letter, now);
             requeued += 1;
         }
         keep.reverse();
@@ -502,12 +509,112 @@ impl DeadLetters for MemoryDriver {
             .get_mut(queue)
             .ok_or_else(|| Error::queue_not_found(queue.as_str()))?;
         let before = q.dead.len();
-        match selection {
-            Selection::All => q.dead.clear(),
-            Selection::Ids(ids) => q.dead.retain(|d| !ids.contains(&d.id)),
-        }
+        q.dead.retain(|d| !selects(&selection, &d.letter.id));
         Ok((before - q.dead.len()) as u64)
     }
+
+    async fn insert_dead_letters(
+        &self,
+        queue: &QueueName,
+        letters: Vec<DeadLetter>,
+    ) -> Result<u64> {
+        self.limits.validate_dead_letters(&letters)?;
+        let mut inner = self.lock();
+        let q = inner
+            .queues
+            .get_mut(queue)
+            .ok_or_else(|| Error::queue_not_found(queue.as_str()))?;
+        let n = letters.len() as u64;
+        for mut letter in letters {
+            letter.queue = queue.clone();
+            // Times to the millisecond, as every durable backend keeps them.
+            letter.enqueued_at = from_millis(crate::time::to_millis(letter.enqueued_at));
+            letter.dead_at = from_millis(crate::time::to_millis(letter.dead_at));
+            letter.first_failed_at = letter
+                .first_failed_at
+                .map(|t| from_millis(crate::time::to_millis(t)));
+            let detail = Some(letter.reason.clone());
+            q.log(
+                &letter.id,
+                "dead_lettered",
+                letter.attempts,
+                detail,
+                now_millis(),
+            );
+            q.dead.push(Dead::new(letter));
+        }
+        Ok(n)
+    }
+
+    async fn approve_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        let mut inner = self.lock();
+        let q = inner
+            .queues
+            .get_mut(queue)
+            .ok_or_else(|| Error::queue_not_found(queue.as_str()))?;
+        let mut n = 0;
+        for d in q.dead.iter_mut() {
+            if !d.approved && selects(&selection, &d.letter.id) {
+                d.approved = true;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    async fn redrive_approved(&self, queue: &QueueName, max: u64) -> Result<Vec<String>> {
+        let mut inner = self.lock();
+        let Inner {
+            queues, next_seq, ..
+        } = &mut *inner;
+        let q = queues
+            .get_mut(queue)
+            .ok_or_else(|| Error::queue_not_found(queue.as_str()))?;
+        let now = now_millis();
+        let mut moved = Vec::new();
+        let mut keep = Vec::with_capacity(q.dead.len());
+        // Oldest death first; the lock makes the claim atomic.
+        for d in std::mem::take(&mut q.dead) {
+            let due = d.approved && (moved.len() as u64) < max;
+            if !due || q.messages.contains_key(&d.letter.id) {
+                keep.push(d);
+                continue;
+            }
+            moved.push(d.letter.id.clone());
+            revive(q, next_seq, d.letter, now);
+        }
+        q.dead = keep;
+        drop(inner);
+        if !moved.is_empty() {
+            self.notify.notify_waiters();
+        }
+        Ok(moved)
+    }
+}
+
+/// Puts dead letter `d` back into `q`, ready at `now`, attempts reset.
+fn revive(q: &mut QueueState, next_seq: &mut u64, d: DeadLetter, now: i64) {
+    *next_seq += 1;
+    let id = d.id.clone();
+    q.messages.insert(
+        d.id.clone(),
+        Stored {
+            seq: *next_seq,
+            id: d.id,
+            payload: d.payload,
+            headers: d.headers,
+            route_key: d.route_key,
+            priority: d.priority,
+            enqueued_at: crate::time::to_millis(d.enqueued_at),
+            state: State::Waiting,
+            avail_at: now,
+            attempts: 0,
+            token: None,
+            last_error: d.last_error,
+            first_failed_at: None,
+        },
+    );
+    q.log(&id, "requeued", 0, None, now);
 }
 
 #[async_trait]
@@ -637,7 +744,8 @@ impl Driver for MemoryDriver {
                     }
                     SettleAction::DeadLetter { reason, error } => {
                         if let Some(m) = q.messages.remove(id) {
-                            q.dead.push(to_dead(queue, m, &reason, error, now));
+                            q.dead
+                                .push(Dead::new(to_dead(queue, m, &reason, error, now)));
                         }
                     }
                 }

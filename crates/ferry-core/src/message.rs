@@ -251,6 +251,63 @@ impl Limits {
         }
         Ok(())
     }
+
+    /// Checks dead letters about to be stored with
+    /// [`DeadLetters::insert_dead_letters`](crate::DeadLetters::insert_dead_letters):
+    /// the batch size, and each letter's id, payload, headers and route key as a send
+    /// or publish would (an id may appear more than once: a message can die twice).
+    /// Every driver calls this first.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use ferry_core::{DeadLetter, Limits, QueueName};
+    /// let letter = DeadLetter {
+    ///     id: String::new(), // not a valid id
+    ///     queue: QueueName::new("q").unwrap(),
+    ///     payload: "x".into(),
+    ///     headers: Default::default(),
+    ///     route_key: None,
+    ///     priority: 0,
+    ///     enqueued_at: SystemTime::now(),
+    ///     attempts: 1,
+    ///     reason: "rejected".into(),
+    ///     last_error: None,
+    ///     first_failed_at: None,
+    ///     dead_at: SystemTime::now(),
+    /// };
+    /// assert!(Limits::default().validate_dead_letters(&[letter]).is_err());
+    /// ```
+    pub fn validate_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
+        if letters.len() > self.max_batch {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "batch of {} dead letters; the limit is {} per call (split the batch)",
+                    letters.len(),
+                    self.max_batch
+                ),
+            ));
+        }
+        for d in letters {
+            let mut m = Message::new(d.payload.clone())
+                .with_id(d.id.clone())
+                .with_priority(d.priority);
+            for (k, v) in &d.headers {
+                m = m.with_header(k.clone(), v.clone());
+            }
+            m.validate(self)?;
+            if let Some(key) = &d.route_key {
+                crate::name::validate_route_key(key)?;
+            }
+            if d.reason.is_empty() {
+                return Err(Error::invalid_input(format!(
+                    "dead letter '{}' has an empty reason",
+                    d.id
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The proof of a lease: present it to ack, retry, dead-letter or extend a delivery.
@@ -379,6 +436,10 @@ pub mod reason {
     pub const TIMEOUT: &str = "timeout";
     /// The stored message failed its integrity check (checksum mismatch).
     pub const CORRUPT: &str = "corrupt";
+    /// A prepared two-phase message whose transaction could not be resolved by
+    /// check-back within the allowed checks (stored with
+    /// [`DeadLetters::insert_dead_letters`](crate::DeadLetters::insert_dead_letters)).
+    pub const TX_CHECK_EXHAUSTED: &str = "tx_check_exhausted";
 }
 
 /// A message that ran out of attempts or was rejected, kept until requeued or purged.

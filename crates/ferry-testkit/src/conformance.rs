@@ -30,6 +30,12 @@ pub use pause::{
     pause_missing_queue_is_not_found, pause_stops_deliveries_and_resume_restores,
     stats_report_oldest_ready_at,
 };
+mod redrive;
+pub use redrive::{
+    approve_counts_and_filters, insert_dead_letters_round_trip,
+    redrive_concurrent_claims_are_disjoint, redrive_leaves_live_ids_approved,
+    redrive_moves_only_approved,
+};
 
 /// The names of every conformance function, for [`conformance_suite!`](crate::conformance_suite).
 pub const ALL: &[&str] = &[
@@ -59,6 +65,11 @@ pub const ALL: &[&str] = &[
     "pause_stops_deliveries_and_resume_restores",
     "pause_missing_queue_is_not_found",
     "stats_report_oldest_ready_at",
+    "insert_dead_letters_round_trip",
+    "approve_counts_and_filters",
+    "redrive_moves_only_approved",
+    "redrive_concurrent_claims_are_disjoint",
+    "redrive_leaves_live_ids_approved",
 ];
 
 const LONG_LEASE: Duration = Duration::from_secs(60);
@@ -1085,7 +1096,10 @@ macro_rules! conformance_suite {
             duplicate_id_is_noop_while_queued, invalid_input, long_poll_wakes_on_send,
             stats_by_state, delete_queue_removes_everything, concurrent_receivers_never_share,
             history_records_lifecycle, pause_stops_deliveries_and_resume_restores,
-            pause_missing_queue_is_not_found, stats_report_oldest_ready_at
+            pause_missing_queue_is_not_found, stats_report_oldest_ready_at,
+            insert_dead_letters_round_trip, approve_counts_and_filters,
+            redrive_moves_only_approved, redrive_concurrent_claims_are_disjoint,
+            redrive_leaves_live_ids_approved
         );
     };
     (@each $setup:expr; $($name:ident),* $(,)?) => {
