@@ -465,12 +465,12 @@ impl TxChecker {
                 priority: prepared.message.priority(),
                 enqueued_at: prepared.prepared_at,
                 attempts: 0,
-                reason: "tx_check_exhausted".to_string(), // TEMP
+                reason: reason::TX_CHECK_EXHAUSTED.to_string(),
                 last_error: Some(error.to_string()),
                 first_failed_at: None,
                 dead_at: now,
             };
-            let _ = (&queue, letter); // TEMP until insert_dead_letters lands
+            self.driver.insert_dead_letters(&queue, vec![letter]).await?;
         }
         Ok(())
     }
