@@ -34,6 +34,7 @@ mod message;
 mod name;
 mod outcome;
 mod producer;
+mod redrive;
 mod retry;
 mod route;
 pub mod time;
@@ -59,5 +60,9 @@ pub use name::{
 };
 pub use outcome::{IntoOutcome, Outcome};
 pub use producer::{DEFAULT_TX_HOLD, Producer, TRACEPARENT, new_traceparent};
+pub use redrive::{
+    DEFAULT_REDRIVE_EVERY, DEFAULT_REDRIVE_MAX, MAX_REDRIVE_BACKOFF, RedriveReport, Redriver,
+    RedriverBuilder,
+};
 pub use retry::{Backoff, RetryPolicy};
 pub use route::route_matches;
