@@ -1,24 +1,31 @@
 //! [`DeadLetters`] for [`PostgresDriver`]: the `dead_letters` table, oldest death
-//! first (by `seq`), with paging, a reason filter, requeue and delete.
+//! first (by `seq`), with paging, reason and approval filters, requeue, delete,
+//! inserting dead letters directly, and approved re-drive.
 //!
 //! Requeue and purge of a whole queue work in chunks of 1,000, each its own
 //! transaction, so a million dead letters never hold locks (or the operation timeout)
 //! for long. A requeued dead letter whose id is live in the queue again stays where it
 //! is (the message table's unique `(qid, id)` index decides, with `ON CONFLICT DO
 //! NOTHING`).
+//!
+//! Re-drive claims approved rows with `FOR UPDATE SKIP LOCKED`, so concurrent
+//! re-drives in any number of processes get disjoint dead letters, and moves each in
+//! the same transaction; the approval goes with the row.
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::time::from_millis;
+use ferry_core::time::{from_millis, to_millis};
 use ferry_core::{
-    DeadLetter, DeadLetterQuery, DeadLetters, Error, ErrorKind, QueueName, Result, Selection,
+    DeadLetter, DeadLetterQuery, DeadLetters, Driver, Error, ErrorKind, QueueName, Result,
+    Selection,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
 use crate::driver::{Op, PostgresDriver};
 use crate::error::Context;
-use crate::send::{decode_headers, wake};
+use crate::send::{decode_headers, encode_headers, wake};
+use crate::settle::storable;
 
 /// Dead letters moved or deleted per transaction.
 const CHUNK: i64 = 1000;
@@ -106,6 +113,20 @@ async fn requeue_chunk(
     };
     let mut requeued = 0;
     for seq in seqs {
+        if move_back(conn, seq, hist).await? {
+            requeued += 1;
+        }
+    }
+    if requeued > 0 {
+        wake(conn, channel, queue).await?;
+    }
+    Ok((requeued, next))
+}
+
+/// Moves dead letter `seq` back into its queue, ready now, attempts reset, unless its
+/// id is live there again. Returns whether it moved.
+async fn move_back(conn: &mut PgConnection, seq: i64, hist: bool) -> Result<bool> {
+    {
         let inserted = sqlx::query(
             "INSERT INTO messages
                (qid, id, state, priority, avail_at, enqueued_at, route_key, headers, payload,
@@ -123,19 +144,125 @@ async fn requeue_chunk(
         .await
         .ctx("cannot requeue")?
         .rows_affected();
-        if inserted > 0 {
-            sqlx::query("DELETE FROM dead_letters WHERE seq = $1")
-                .bind(seq)
-                .execute(&mut *conn)
-                .await
-                .ctx("cannot requeue")?;
-            requeued += 1;
+        if inserted == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM dead_letters WHERE seq = $1")
+            .bind(seq)
+            .execute(&mut *conn)
+            .await
+            .ctx("cannot requeue")?;
+        Ok(true)
+    }
+}
+
+/// Claims up to `max` approved dead letters of `queue` whose ids are not live, oldest
+/// death first, and moves them back; returns their ids.
+async fn redrive_chunk(
+    conn: &mut PgConnection,
+    queue: &QueueName,
+    max: u64,
+    hist: bool,
+    channel: &str,
+) -> Result<Vec<String>> {
+    let qid = qid(conn, queue).await?;
+    let claimed: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT seq, id FROM dead_letters d
+         WHERE qid = $1 AND approved
+           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.qid = d.qid AND m.id = d.id)
+         ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(qid)
+    // At most one chunk per call (the contract's "up to max"), so one call stays short.
+    .bind(i64::try_from(max).unwrap_or(i64::MAX).min(CHUNK))
+    .fetch_all(&mut *conn)
+    .await
+    .ctx("cannot claim approved dead letters")?;
+    let mut moved = Vec::with_capacity(claimed.len());
+    for (seq, id) in claimed {
+        // An id approved twice (it died twice) moves once; the other copy stays.
+        if move_back(conn, seq, hist).await? {
+            moved.push(id);
         }
     }
-    if requeued > 0 {
+    if !moved.is_empty() {
         wake(conn, channel, queue).await?;
     }
-    Ok((requeued, next))
+    Ok(moved)
+}
+
+/// Stores `letters` as dead letters of `queue` (checked by the caller). Returns how many.
+async fn insert_letters(
+    conn: &mut PgConnection,
+    queue: &QueueName,
+    letters: &[DeadLetter],
+    hist: bool,
+) -> Result<u64> {
+    let qid = qid(conn, queue).await?;
+    let mut cols = Letters::default();
+    for l in letters {
+        cols.ids.push(l.id.clone());
+        cols.priorities.push(i16::from(l.priority));
+        cols.enqueued.push(to_millis(l.enqueued_at));
+        cols.route_keys.push(l.route_key.clone());
+        cols.headers.push(encode_headers(&l.headers));
+        cols.payloads.push(l.payload.to_vec());
+        cols.attempts
+            .push(i32::try_from(l.attempts).unwrap_or(i32::MAX));
+        cols.reasons.push(storable(&l.reason));
+        cols.errors.push(l.last_error.as_deref().map(storable));
+        cols.first_failed.push(l.first_failed_at.map(to_millis));
+        cols.dead.push(to_millis(l.dead_at));
+    }
+    let n = sqlx::query(
+        "INSERT INTO dead_letters
+           (qid, id, priority, enqueued_at, route_key, headers, payload, attempts, reason,
+            last_error, first_failed_at, dead_at, events)
+         SELECT $1, t.id, t.priority, t.enqueued_at, t.route_key, t.headers, t.payload,
+                t.attempts, t.reason, t.last_error, t.first_failed_at, t.dead_at,
+                CASE WHEN $13 THEN event_line(t.dead_at, 'dead_lettered', t.attempts, t.reason)
+                     ELSE '' END
+         FROM unnest($2::text[], $3::smallint[], $4::bigint[], $5::text[], $6::text[],
+                     $7::bytea[], $8::integer[], $9::text[], $10::text[], $11::bigint[],
+                     $12::bigint[])
+              WITH ORDINALITY AS t(id, priority, enqueued_at, route_key, headers, payload,
+                                   attempts, reason, last_error, first_failed_at, dead_at, ord)
+         ORDER BY t.ord",
+    )
+    .bind(qid)
+    .bind(&cols.ids)
+    .bind(&cols.priorities)
+    .bind(&cols.enqueued)
+    .bind(&cols.route_keys)
+    .bind(&cols.headers)
+    .bind(&cols.payloads)
+    .bind(&cols.attempts)
+    .bind(&cols.reasons)
+    .bind(&cols.errors)
+    .bind(&cols.first_failed)
+    .bind(&cols.dead)
+    .bind(hist)
+    .execute(&mut *conn)
+    .await
+    .ctx("cannot insert dead letters")?
+    .rows_affected();
+    Ok(n)
+}
+
+/// The columns of a batch of dead letters, for one `unnest` insert.
+#[derive(Default)]
+struct Letters {
+    ids: Vec<String>,
+    priorities: Vec<i16>,
+    enqueued: Vec<i64>,
+    route_keys: Vec<Option<String>>,
+    headers: Vec<String>,
+    payloads: Vec<Vec<u8>>,
+    attempts: Vec<i32>,
+    reasons: Vec<String>,
+    errors: Vec<Option<String>>,
+    first_failed: Vec<Option<i64>>,
+    dead: Vec<i64>,
 }
 
 /// Deletes the selected dead letters (for `All`, one chunk), keeping their events in
@@ -188,6 +315,7 @@ impl DeadLetters for PostgresDriver {
             let sql = format!(
                 "SELECT {COLUMNS} FROM dead_letters
                  WHERE qid = $1 AND ($2::text IS NULL OR reason = $2)
+                   AND ($5::boolean IS NULL OR approved = $5)
                  ORDER BY seq LIMIT $3 OFFSET $4"
             );
             let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -195,6 +323,7 @@ impl DeadLetters for PostgresDriver {
                 .bind(&query.reason)
                 .bind(i64::try_from(query.limit).unwrap_or(i64::MAX))
                 .bind(i64::try_from(query.offset).unwrap_or(i64::MAX))
+                .bind(query.approved)
                 .fetch_all(self.pool())
                 .await
                 .ctx("cannot list dead letters")?;
@@ -263,5 +392,58 @@ impl DeadLetters for PostgresDriver {
                 return Ok(total);
             }
         }
+    }
+
+    async fn insert_dead_letters(
+        &self,
+        queue: &QueueName,
+        letters: Vec<DeadLetter>,
+    ) -> Result<u64> {
+        Driver::limits(self).validate_dead_letters(&letters)?;
+        let (q, hist) = (queue.clone(), self.keeps_history());
+        self.in_tx(Op::Plain, "insert dead letters", move |c| {
+            Box::pin(async move { insert_letters(c, &q, &letters, hist).await })
+        })
+        .await
+    }
+
+    async fn approve_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        self.bounded(Op::Plain, async {
+            let qid = qid_in(self.pool(), queue).await?;
+            let (all, ids) = match &selection {
+                Selection::All => (true, Vec::new()),
+                Selection::Ids(ids) => (false, ids.clone()),
+            };
+            let n = sqlx::query(
+                "UPDATE dead_letters SET approved = TRUE
+                 WHERE qid = $1 AND NOT approved AND ($2 OR id = ANY($3))",
+            )
+            .bind(qid)
+            .bind(all)
+            .bind(&ids)
+            .execute(self.pool())
+            .await
+            .ctx("cannot approve dead letters")?
+            .rows_affected();
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn redrive_approved(&self, queue: &QueueName, max: u64) -> Result<Vec<String>> {
+        if max == 0 {
+            // Still says whether the queue exists.
+            self.bounded(Op::Plain, qid_in(self.pool(), queue)).await?;
+            return Ok(Vec::new());
+        }
+        let (q, hist, channel) = (
+            queue.clone(),
+            self.keeps_history(),
+            self.channel().to_string(),
+        );
+        self.in_tx(Op::Plain, "re-drive dead letters", move |c| {
+            Box::pin(async move { redrive_chunk(c, &q, max, hist, &channel).await })
+        })
+        .await
     }
 }

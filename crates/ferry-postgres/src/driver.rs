@@ -222,7 +222,7 @@ impl PostgresDriver {
                 .begin()
                 .await
                 .ctx(&format!("cannot {what}"))?;
-            let out = work(&mut *tx).await?;
+            let out = work(&mut tx).await?;
             let commit = tx.commit().await;
             match op {
                 Op::Enqueue => commit.map_err(|e| from_commit(&format!("cannot {what}"), e))?,

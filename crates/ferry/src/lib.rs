@@ -14,6 +14,9 @@
 //! |---|---|---|
 //! | `file:PATH` | embedded on-disk store in directory `PATH` ([`embedded`]) | `embedded` (default) |
 //! | `memory:` | in-process, nothing survives the process ([`MemoryDriver`]) | always |
+//! | `redis://`, `rediss://`, `redis+sentinel://`, `redis+cluster://` | Redis ([`connect_async`]) | `redis` (default) |
+//! | `amqp://`, `amqps://` | RabbitMQ ([`connect_async`]) | `amqp` (default) |
+//! | `postgres://USER@HOST:PORT/DB[?schema=NAME]` (or `postgresql://`) | PostgreSQL, tables in schema `NAME` (default `ferry`) ([`connect_async`]) | `postgres` (default) |
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -45,6 +48,10 @@ pub use ferry_amqp as amqp;
 /// The embedded, durable, on-disk backend (`file:` URLs): see [`embedded::EmbeddedDriver`].
 #[cfg(feature = "embedded")]
 pub use ferry_embedded as embedded;
+/// The PostgreSQL backend (`postgres://`, `postgresql://` URLs): see
+/// [`postgres::PostgresDriver`].
+#[cfg(feature = "postgres")]
+pub use ferry_postgres as postgres;
 #[cfg(feature = "redis")]
 pub use ferry_redis as redis;
 
@@ -72,6 +79,11 @@ fn available() -> String {
     if cfg!(feature = "amqp") {
         forms.push_str(", or amqp[s]://USER:PASS@HOST:PORT/VHOST (through connect_async)");
     }
+    if cfg!(feature = "postgres") {
+        forms.push_str(
+            ", or postgres://USER@HOST:PORT/DATABASE[?schema=NAME] (through connect_async)",
+        );
+    }
     forms
 }
 
@@ -90,8 +102,8 @@ fn available_without_amqp() -> &'static str {
 
 /// Opens the backend named by `url`, including the ones that connect over the network
 /// (`redis://HOST:PORT` with the `redis` feature, `amqp://USER:PASS@HOST:PORT/VHOST` with
-/// the `amqp` feature, both on by default); otherwise the same as
-/// [`connect`].
+/// the `amqp` feature, `postgres://USER@HOST:PORT/DATABASE[?schema=NAME]` with the
+/// `postgres` feature, all on by default); otherwise the same as [`connect`].
 ///
 /// ```no_run
 /// # async fn demo() -> ferry::Result<()> {
@@ -108,7 +120,23 @@ pub async fn connect_async(url: &str) -> Result<Arc<dyn Driver>> {
     if is_amqp(trimmed) {
         return Ok(Arc::new(ferry_amqp::AmqpDriver::connect(trimmed).await?));
     }
+    #[cfg(feature = "postgres")]
+    if is_postgres(trimmed) {
+        return Ok(Arc::new(
+            ferry_postgres::PostgresDriver::connect(trimmed).await?,
+        ));
+    }
     connect(trimmed)
+}
+
+/// Whether `url` names a PostgreSQL server (`postgres://`, `postgresql://`).
+fn is_postgres(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        matches!(
+            scheme.to_ascii_lowercase().as_str(),
+            "postgres" | "postgresql"
+        )
+    })
 }
 
 /// Whether `url` names a RabbitMQ broker (`amqp://`, `amqps://`).
@@ -200,7 +228,10 @@ pub fn connect(url: &str) -> Result<Arc<dyn Driver>> {
     }
     if let Some((scheme, _)) = url.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();
-        if (is_redis(url) && cfg!(feature = "redis")) || (is_amqp(url) && cfg!(feature = "amqp")) {
+        if (is_redis(url) && cfg!(feature = "redis"))
+            || (is_amqp(url) && cfg!(feature = "amqp"))
+            || (is_postgres(url) && cfg!(feature = "postgres"))
+        {
             return Err(Error::new(
                 ErrorKind::Unsupported,
                 format!("'{url}' connects over the network: open it with ferry::connect_async"),
@@ -306,6 +337,26 @@ mod tests {
             assert_eq!(kind, ErrorKind::InvalidInput, "{url}");
             assert!(text.contains("file:./ferry-data"), "{text}");
         }
+    }
+
+    /// `postgres://` through `connect_async` gives the PostgreSQL driver (the test server
+    /// at 127.0.0.1:5432, or `FERRY_TEST_POSTGRES_URL`), in a schema of its own.
+    #[cfg(feature = "postgres")]
+    #[tokio::test]
+    async fn postgres_through_connect_async() -> Result<()> {
+        let base = std::env::var("FERRY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}schema=ferry_test_facade_{}", std::process::id());
+        let d = connect_async(&url).await?;
+        let q = QueueName::new("facade")?;
+        d.create_queue(&q, QueueOptions::default()).await?;
+        d.send(&q, vec![Message::new("x")]).await?;
+        let got = d.receive(&q, ReceiveOptions::max(1)).await?;
+        assert_eq!(got.len(), 1);
+        d.ack(&got[0].receipt).await?;
+        d.delete_queue(&q).await?;
+        Ok(())
     }
 
     #[test]
