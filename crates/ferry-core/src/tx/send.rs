@@ -239,10 +239,19 @@ impl Producer {
             .validate(&self.driver().limits())
             .map_err(SendTxError::Prepare)?;
         let hold = self.tx_hold();
-        let token = store
-            .prepare(&destination, &message, hold)
-            .await
-            .map_err(SendTxError::Prepare)?;
+        let token = match store.prepare(&destination, &message, hold).await {
+            Ok(token) => token,
+            Err(e) => {
+                // An indeterminate prepare may have stored the record; the local
+                // transaction will not run, so take it back (best effort: if this
+                // fails too, the checker's check-back finds no business row and
+                // removes it), so that a retry with the same id is not refused.
+                if e.kind() == ErrorKind::Indeterminate {
+                    let _ = store.remove(&id).await;
+                }
+                return Err(SendTxError::Prepare(e));
+            }
+        };
 
         let outcome = tokio::select! {
             outcome = local_tx => outcome,
