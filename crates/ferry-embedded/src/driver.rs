@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 
 use crate::error::Context;
 use crate::ops;
+use crate::redrive;
 use crate::schema;
 use crate::writer::{Writer, exec_cached};
 
@@ -318,6 +319,43 @@ impl DeadLetters for EmbeddedDriver {
                 return Ok(total);
             }
         }
+    }
+
+    async fn insert_dead_letters(
+        &self,
+        queue: &QueueName,
+        letters: Vec<DeadLetter>,
+    ) -> Result<u64> {
+        self.inner.options.limits.validate_dead_letters(&letters)?;
+        let q = queue.clone();
+        let hist = self.inner.options.history.is_some();
+        self.write(move |c| redrive::insert(c, &q, &letters, hist))
+            .await
+    }
+
+    async fn approve_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        // `All` in chunks (as requeue and purge), so a million approvals never hold the
+        // writer for long; each chunk is its own commit.
+        let (mut total, mut after) = (0, i64::MIN);
+        loop {
+            let (q, sel) = (queue.clone(), selection.clone());
+            let (n, next) = self
+                .write(move |c| redrive::approve(c, &q, &sel, after))
+                .await?;
+            total += n;
+            match next {
+                Some(cursor) => after = cursor,
+                None => return Ok(total),
+            }
+        }
+    }
+
+    async fn redrive_approved(&self, queue: &QueueName, max: u64) -> Result<Vec<String>> {
+        let q = queue.clone();
+        let hist = self.inner.options.history.is_some();
+        // One writer job = one write transaction: the claim (see `redrive.rs`).
+        self.write_waking(move |c| redrive::redrive(c, &q, max, hist))
+            .await
     }
 }
 

@@ -39,6 +39,7 @@ mod history;
 mod idempotency;
 mod migrate;
 mod ops;
+mod redrive;
 mod schema;
 mod tx;
 mod writer;

@@ -27,6 +27,11 @@ const MIGRATIONS: &[&str] = &[
         last_error  TEXT
     ) STRICT;
     CREATE INDEX tx_by_due ON tx_prepared (due_at);",
+    // 3 → 4: approving dead letters for re-drive (`DeadLetters::approve_dead_letters`).
+    // The partial index holds only the approved rows, so a re-drive finds them
+    // oldest first without reading the rest.
+    "ALTER TABLE dead_letters ADD COLUMN approved INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX dead_letters_approved ON dead_letters (qid, seq) WHERE approved = 1;",
 ];
 
 /// The format version this build writes and the newest it reads (the data file's
@@ -65,6 +70,17 @@ mod tests {
                 )
                 .expect("table info");
             assert_eq!(paused, 1, "format {version} upgraded has queues.paused");
+            let approved: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('dead_letters') WHERE name = 'approved'",
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("table info");
+            assert_eq!(
+                approved, 1,
+                "format {version} upgraded has dead_letters.approved"
+            );
         }
         assert_eq!(upgrade_sql(FORMAT_VERSION), "");
     }

@@ -46,7 +46,7 @@ fn lane(priority: u8) -> i64 {
     255 - i64::from(priority)
 }
 
-fn encode_headers(headers: &BTreeMap<String, String>) -> String {
+pub(crate) fn encode_headers(headers: &BTreeMap<String, String>) -> String {
     if headers.is_empty() {
         String::new()
     } else {
@@ -96,7 +96,7 @@ fn queue_row(conn: &Connection, queue: &QueueName) -> Result<QueueRow> {
 }
 
 /// The queue's internal id and its settings (see [`QueueRow`]).
-fn queue_options(conn: &Connection, queue: &QueueName) -> Result<(i64, QueueOptions)> {
+pub(crate) fn queue_options(conn: &Connection, queue: &QueueName) -> Result<(i64, QueueOptions)> {
     queue_row(conn, queue).map(|r| (r.qid, r.options))
 }
 
@@ -895,7 +895,7 @@ pub(crate) fn list_dead_letters(
     let (qid, _) = queue_options(conn, queue)?;
     let sql = format!(
         "SELECT {DEAD_COLUMNS} FROM dead_letters
-         WHERE qid = ?1 AND (?2 IS NULL OR reason = ?2)
+         WHERE qid = ?1 AND (?2 IS NULL OR reason = ?2) AND (?5 IS NULL OR approved = ?5)
          ORDER BY seq LIMIT ?3 OFFSET ?4"
     );
     let mut stmt = conn.prepare_cached(&sql).ctx("cannot list dead letters")?;
@@ -905,7 +905,8 @@ pub(crate) fn list_dead_letters(
                 qid,
                 query.reason,
                 i64::try_from(query.limit).unwrap_or(i64::MAX),
-                i64::try_from(query.offset).unwrap_or(i64::MAX)
+                i64::try_from(query.offset).unwrap_or(i64::MAX),
+                query.approved
             ],
             |r| dead_from_row(queue, r),
         )
@@ -1012,39 +1013,49 @@ pub(crate) fn requeue_dead_letters(
         _ => None,
     };
     for seq in seqs {
-        // ON CONFLICT: an id that is live again stays in the dead letters.
-        let n = conn
-            .prepare_cached(
-                "INSERT INTO messages
-                   (qid, id, state, lane, priority, avail_at, enqueued_at, route_key, headers,
-                    payload, checksum, last_error, events)
-                 SELECT qid, id, 0, 255 - priority, priority, ?2, enqueued_at, route_key, headers,
-                        payload, checksum, last_error,
-                        CASE WHEN ?3
-                             THEN events || json_array(?2, 'requeued', 0, NULL) || char(10)
-                             ELSE events END
-                 FROM dead_letters WHERE seq = ?1
-                 ON CONFLICT (qid, id) DO UPDATE SET
-                   state = 0, lane = excluded.lane, priority = excluded.priority,
-                   avail_at = excluded.avail_at, attempts = 0, lease_token = NULL,
-                   enqueued_at = excluded.enqueued_at, route_key = excluded.route_key,
-                   headers = excluded.headers, payload = excluded.payload,
-                   checksum = excluded.checksum, last_error = excluded.last_error,
-                   first_failed_at = NULL, events = substr(messages.events, -16384) || excluded.events
-                 WHERE messages.state = 3",
-            )
-            .ctx("cannot requeue")?
-            .execute(params![seq, now, hist])
-            .ctx("cannot requeue")?;
-        if n > 0 {
-            conn.prepare_cached("DELETE FROM dead_letters WHERE seq = ?1")
-                .ctx("cannot requeue")?
-                .execute([seq])
-                .ctx("cannot requeue")?;
+        if requeue_seq(conn, seq, now, hist)? {
             requeued += 1;
         }
     }
     Ok((requeued, next))
+}
+
+/// Moves dead letter `seq` back into its queue, ready at `now` with attempts reset,
+/// unless its id is live there again (then it stays, unchanged). Returns whether it
+/// moved. Shared by requeue and re-drive (`redrive.rs`).
+pub(crate) fn requeue_seq(conn: &Connection, seq: i64, now: i64, hist: bool) -> Result<bool> {
+    // ON CONFLICT: an id that is live again stays in the dead letters.
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO messages
+               (qid, id, state, lane, priority, avail_at, enqueued_at, route_key, headers,
+                payload, checksum, last_error, events)
+             SELECT qid, id, 0, 255 - priority, priority, ?2, enqueued_at, route_key, headers,
+                    payload, checksum, last_error,
+                    CASE WHEN ?3
+                         THEN events || json_array(?2, 'requeued', 0, NULL) || char(10)
+                         ELSE events END
+             FROM dead_letters WHERE seq = ?1
+             ON CONFLICT (qid, id) DO UPDATE SET
+               state = 0, lane = excluded.lane, priority = excluded.priority,
+               avail_at = excluded.avail_at, attempts = 0, lease_token = NULL,
+               enqueued_at = excluded.enqueued_at, route_key = excluded.route_key,
+               headers = excluded.headers, payload = excluded.payload,
+               checksum = excluded.checksum, last_error = excluded.last_error,
+               first_failed_at = NULL, events = substr(messages.events, -16384) || excluded.events
+             WHERE messages.state = 3",
+        )
+        .ctx("cannot requeue")?
+        .execute(params![seq, now, hist])
+        .ctx("cannot requeue")?;
+    if n == 0 {
+        return Ok(false);
+    }
+    conn.prepare_cached("DELETE FROM dead_letters WHERE seq = ?1")
+        .ctx("cannot requeue")?
+        .execute([seq])
+        .ctx("cannot requeue")?;
+    Ok(true)
 }
 
 pub(crate) fn delete_dead_letters(

@@ -196,3 +196,57 @@ async fn concurrent_sends_share_commits() {
     let reopened = EmbeddedDriver::open(dir.path()).expect("reopen");
     assert_eq!(reopened.stats(Some(&q)).await.expect("stats")[0].ready, 640);
 }
+
+/// Re-drives from two handles (two writer threads, as two processes would have) over
+/// one directory claim disjoint dead letters: each approved one is moved exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redrives_from_two_handles_never_move_one_dead_letter_twice() {
+    use ferry_core::{DeadLetters, Selection};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = EmbeddedDriver::open(dir.path()).expect("open a");
+    let b = EmbeddedDriver::open(dir.path()).expect("open b");
+    let q = ferry_testkit::unique_queue("redrive");
+    a.create_queue(&q, QueueOptions::default())
+        .await
+        .expect("create");
+    let batch: Vec<Message> = (0..300).map(|i| Message::new(format!("m{i}"))).collect();
+    a.send(&q, batch).await.expect("send");
+    let got = a
+        .receive(&q, ReceiveOptions::max(300))
+        .await
+        .expect("receive");
+    for g in &got {
+        a.dead_letter(&g.receipt, "rejected", None)
+            .await
+            .expect("dead_letter");
+    }
+    assert_eq!(
+        b.approve_dead_letters(&q, Selection::All)
+            .await
+            .expect("approve"),
+        300
+    );
+    let mut tasks = Vec::new();
+    for d in [a.clone(), b.clone(), a.clone(), b.clone()] {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let moved = d.redrive_approved(&q, 7).await.expect("redrive");
+                if moved.is_empty() {
+                    return ids;
+                }
+                ids.extend(moved);
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("join"));
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 300, "every approved one moved");
+    assert_eq!(unique.len(), 300, "none moved twice");
+    let s = a.stats(Some(&q)).await.expect("stats");
+    assert_eq!((s[0].ready, s[0].dead), (300, 0));
+}
