@@ -469,3 +469,72 @@ async fn postgres_store_killed_producers_lose_nothing() {
     let schema = format!("ferry_test_txs_{:08x}", fastrand::u32(..));
     killed_producers_lose_nothing(&format!("{}?schema={schema}", pg_url())).await;
 }
+
+/// A prepared message whose check-back never knows ends in its queue's dead letters
+/// with reason `tx_check_exhausted`, on the real backend, and leaves the store.
+async fn unresolvable_message_is_dead_lettered(backend: &str) {
+    let driver = open(backend).await;
+    let queue = QueueName::new(format!("unresolved-{:08x}", fastrand::u32(..))).expect("queue");
+    driver
+        .create_queue(&queue, QueueOptions::default())
+        .await
+        .expect("create queue");
+    let store = driver.tx_store().expect("store");
+    let id = format!("doubt-{:08x}", fastrand::u32(..));
+    store
+        .prepare(
+            &Destination::queue(queue.clone()),
+            &Message::new("maybe").with_id(id.clone()),
+            Duration::ZERO,
+        )
+        .await
+        .expect("prepare");
+    let checker = TxChecker::builder(store.clone(), driver.clone(), |_: Prepared| async {
+        TxStatus::Unknown
+    })
+    .max_checks(2)
+    .backoff(Backoff::Fixed(Duration::ZERO))
+    .build();
+    let mut dead_lettered = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        dead_lettered += checker.run_once().await.expect("round").dead_lettered;
+        if dead_lettered > 0 {
+            break;
+        }
+    }
+    assert_eq!(dead_lettered, 1, "dead-lettered after two unknown answers");
+    assert_eq!(store.count().await.expect("count"), 0, "not orphaned");
+    let dead = driver
+        .get_dead_letter(&queue, &id)
+        .await
+        .expect("in the dead letters");
+    assert_eq!(dead.reason, ferry_core::reason::TX_CHECK_EXHAUSTED);
+    assert_eq!(dead.payload.as_ref(), b"maybe");
+    assert!(
+        driver
+            .receive(&queue, ReceiveOptions::max(10))
+            .await
+            .expect("receive")
+            .is_empty(),
+        "never delivered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_dead_letters_unresolvable_messages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    unresolvable_message_is_dead_lettered(&format!("file:{}", dir.path().display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_store_dead_letters_unresolvable_messages() {
+    let prefix = format!("ferry-test:txu-{:08x}", fastrand::u32(..));
+    unresolvable_message_is_dead_lettered(&format!("{}#{prefix}", redis_url())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_dead_letters_unresolvable_messages() {
+    let schema = format!("ferry_test_txu_{:08x}", fastrand::u32(..));
+    unresolvable_message_is_dead_lettered(&format!("{}?schema={schema}", pg_url())).await;
+}
