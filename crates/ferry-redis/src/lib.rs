@@ -40,6 +40,7 @@
 //! | `{P:Q}:prios` | zset | the priorities that ever had a waiting set |
 //! | `{P:Q}:leased` | zset | id, score = lease deadline (ms) |
 //! | `{P:Q}:dead` | zset | dead-letter sequence numbers, oldest first |
+//! | `{P:Q}:dapp` | zset | the dead-letter sequence numbers approved for re-drive (score = the sequence); removed with the dead letter, so an approval belongs to one death |
 //! | `{P:Q}:dl:<n>` | hash | one dead letter: id, env, pri, att, reason, err, ff, dead_at |
 //! | `{P:Q}:dr:<reason>`, `:did:<id>` | zset | dead-letter indexes by reason and by id; `:dreasons` (set) lists the reasons |
 //! | `{P:Q}:hist` | hash | id → history, netstrings of `at\|event\|attempt\|-` or `…\|+detail` |
@@ -75,7 +76,10 @@
 //!   (reclaiming expired leases, dead-lettering those on their last attempt with reason
 //!   `lease_expired`, and leasing up to `max`), the settlements of one queue in a
 //!   `settle` batch (each fenced by its own token, with its own result), an extend, each
-//!   dead-letter operation (requeue-all and purge run in chunks of 1,000), stats.
+//!   dead-letter operation (requeue-all, approve-all and purge run in chunks of
+//!   1,000), stats. A re-drive (`redrive_approved`) is one script that reads the
+//!   approved set and moves up to `max` of them: that is the claim, so redrivers in
+//!   any number of processes get disjoint ids and none is moved twice.
 //! - Scripts work on whole batches (one `HMGET`/`HSET`/`ZADD` per batch, not per
 //!   message): Redis time per message is what bounds throughput (`docs/benchmarks.md`).
 //! - A `publish` on one server or through Sentinel runs one script over all matching
@@ -138,6 +142,7 @@ mod deployment;
 mod doctor;
 mod idempotency;
 mod list;
+mod redrive;
 mod reply;
 mod single;
 mod stored;
@@ -187,6 +192,8 @@ struct Scripts {
     stats: Script,
     delete_queue: Script,
     pause: Script,
+    redrive: Script,
+    dead_insert: Script,
 }
 
 impl Scripts {
@@ -201,6 +208,8 @@ impl Scripts {
             stats: queue_script!("lua/stats.lua", &ttl),
             delete_queue: queue_script!("lua/delete_queue.lua", &ttl),
             pause: queue_script!("lua/pause.lua", &ttl),
+            redrive: queue_script!("lua/redrive.lua", &ttl),
+            dead_insert: queue_script!("lua/dead_insert.lua", &ttl),
         }
     }
 }
@@ -946,6 +955,12 @@ impl DeadLetters for RedisDriver {
                     query.limit.min(1 << 50).to_string(),
                     if query.reason.is_some() { "1" } else { "0" }.into(),
                     query.reason.unwrap_or_default(),
+                    match query.approved {
+                        None => "",
+                        Some(true) => "1",
+                        Some(false) => "0",
+                    }
+                    .into(),
                 ],
             )
             .await?;
@@ -1023,6 +1038,23 @@ impl DeadLetters for RedisDriver {
                 }
             }
         }
+    }
+
+    async fn insert_dead_letters(
+        &self,
+        queue: &QueueName,
+        letters: Vec<DeadLetter>,
+    ) -> Result<u64> {
+        self.limits.validate_dead_letters(&letters)?;
+        self.insert_dead(queue, &letters).await
+    }
+
+    async fn approve_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        self.approve_dead(queue, selection).await
+    }
+
+    async fn redrive_approved(&self, queue: &QueueName, max: u64) -> Result<Vec<String>> {
+        self.redrive_dead(queue, max).await
     }
 }
 

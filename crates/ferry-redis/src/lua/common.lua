@@ -164,3 +164,38 @@ local function wait_again(b, id, at, s)
   redis.call('ZADD', key(b, 'w:' .. s.pri), num(at), member(s.seq, id))
   redis.call('ZADD', key(b, 'prios'), s.pri, s.pri)
 end
+-- Removes dead letter `s` and its index entries (all deaths, by reason, by id, and
+-- the approved set `dapp`).
+local function dead_drop(b, s)
+  local dk = key(b, 'dl:' .. s)
+  local r = redis.call('HMGET', dk, 'id', 'reason')
+  redis.call('DEL', dk)
+  redis.call('ZREM', key(b, 'dead'), s)
+  redis.call('ZREM', key(b, 'dapp'), s)
+  if r[2] then
+    local rk = key(b, 'dr:' .. r[2])
+    redis.call('ZREM', rk, s)
+    if redis.call('ZCARD', rk) == 0 then redis.call('SREM', key(b, 'dreasons'), r[2]) end
+  end
+  if r[1] then redis.call('ZREM', key(b, 'did:' .. r[1]), s) end
+end
+-- Moves dead letter `s` back into the queue, ready now with attempts reset, unless
+-- its id is live again (then it stays as it is). Returns its id if it moved, else nil.
+local function dead_revive(b, s, now)
+  local dk = key(b, 'dl:' .. s)
+  local r = redis.call('HMGET', dk, 'id', 'env', 'pri', 'err', 'ff')
+  local id = r[1]
+  if not id or redis.call('HEXISTS', key(b, 'msg'), id) == 1 then return nil end
+  local p = r[3] or '0'
+  local seq = redis.call('INCR', key(b, 'seqctr'))
+  redis.call('HSET', key(b, 'msg'), id, r[2] or '')
+  -- Attempts start again; the first-failure time and last error stay (a state record
+  -- with a first-failure time is what tells an ack to clear the error).
+  redis.call('HSET', key(b, 'st'), id, st_put({att = 0, pri = p, seq = num(seq), ff = r[5] or num(now), tok = '', pend = ''}))
+  if r[4] then redis.call('HSET', key(b, 'err'), id, r[4]) end
+  redis.call('ZADD', key(b, 'w:' .. p), num(now), member(seq, id))
+  redis.call('ZADD', key(b, 'prios'), p, p)
+  dead_drop(b, s)
+  hist(id, 'requeued', 0, nil, now, true)
+  return id
+end

@@ -1,5 +1,6 @@
 -- Dead-letter operations. ARGV[1] = op:
---   list:        offset, limit, has_reason, reason -> {1, records...}
+--   list:        offset, limit, has_reason, reason, approved ('' | '1' | '0')
+--                                                  -> {1, records...}
 --   get:         id                                -> {1, record} or {1}
 --   requeue_ids: ids...                            -> {1, n}
 --   delete_ids:  ids...                            -> {1, n}
@@ -24,51 +25,58 @@ local function rec(out, dk)
   out[#out + 1] = r[7] or '0'
   out[#out + 1] = r[8] or '0'
 end
--- Removes dead letter `s` and its index entries.
-local function drop(s)
-  local dk = key(b, 'dl:' .. s)
-  local r = redis.call('HMGET', dk, 'id', 'reason')
-  redis.call('DEL', dk)
-  redis.call('ZREM', dz, s)
-  if r[2] then
-    local rk = key(b, 'dr:' .. r[2])
-    redis.call('ZREM', rk, s)
-    if redis.call('ZCARD', rk) == 0 then redis.call('SREM', key(b, 'dreasons'), r[2]) end
-  end
-  if r[1] then redis.call('ZREM', key(b, 'did:' .. r[1]), s) end
-end
+local function drop(s) dead_drop(b, s) end
 local now = now_ms()
 -- Requeues dead letter `s` unless its id is live again or `s` is not the newest death
 -- of its id (older deaths stay); returns 1 if requeued.
 local function requeue(s)
-  local dk = key(b, 'dl:' .. s)
-  local r = redis.call('HMGET', dk, 'id', 'env', 'pri', 'err', 'ff')
-  local id = r[1]
-  if not id or redis.call('HEXISTS', key(b, 'msg'), id) == 1 then return 0 end
+  local id = redis.call('HGET', key(b, 'dl:' .. s), 'id')
+  if not id then return 0 end
   local newest = redis.call('ZRANGE', key(b, 'did:' .. id), -1, -1)
   if newest[1] ~= s then return 0 end
-  local p = r[3] or '0'
-  local seq = redis.call('INCR', key(b, 'seqctr'))
-  redis.call('HSET', key(b, 'msg'), id, r[2] or '')
-  -- Attempts start again; the first-failure time and last error stay (a state record
-  -- with a first-failure time is what tells an ack to clear the error).
-  redis.call('HSET', key(b, 'st'), id, st_put({att = 0, pri = p, seq = num(seq), ff = r[5] or num(now), tok = '', pend = ''}))
-  if r[4] then redis.call('HSET', key(b, 'err'), id, r[4]) end
-  redis.call('ZADD', key(b, 'w:' .. p), num(now), member(seq, id))
-  redis.call('ZADD', key(b, 'prios'), p, p)
-  drop(s)
-  hist(id, 'requeued', 0, nil, now, true)
-  return 1
+  if dead_revive(b, s, now) then return 1 end
+  return 0
+end
+-- Approval filter of a list: ARGV[6] '' (none), '1' approved only, '0' unapproved only.
+local function wanted(s, want, reason)
+  if want == '1' then
+    if reason and redis.call('HGET', key(b, 'dl:' .. s), 'reason') ~= reason then return false end
+    return true
+  end
+  return not redis.call('ZSCORE', key(b, 'dapp'), s)
 end
 local out = {1}
 if op == 'list' then
   local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
   local idx = dz
   if ARGV[4] == '1' then idx = key(b, 'dr:' .. ARGV[5]) end
-  if limit > 0 then
-    for _, s in ipairs(redis.call('ZRANGE', idx, num(offset), num(offset + limit - 1))) do
-      rec(out, key(b, 'dl:' .. s))
+  local want = ARGV[6] or ''
+  if want == '' then
+    if limit > 0 then
+      for _, s in ipairs(redis.call('ZRANGE', idx, num(offset), num(offset + limit - 1))) do
+        rec(out, key(b, 'dl:' .. s))
+      end
     end
+    return out
+  end
+  -- Filtered by approval: walk the smaller side's index in chunks. Approved only walks
+  -- `dapp` (checking the reason); unapproved only walks the reason's (or the whole)
+  -- index skipping approved ones, so either walk passes over at most |dapp| extra.
+  local reason = nil
+  if ARGV[4] == '1' then reason = ARGV[5] end
+  if want == '1' then idx = key(b, 'dapp') end
+  local pos, skipped, taken = 0, 0, 0
+  while taken < limit do
+    local chunk = redis.call('ZRANGE', idx, pos, pos + 499)
+    if #chunk == 0 then break end
+    for _, s in ipairs(chunk) do
+      if taken >= limit then break end
+      if wanted(s, want, reason) then
+        if skipped < offset then skipped = skipped + 1
+        else rec(out, key(b, 'dl:' .. s)); taken = taken + 1 end
+      end
+    end
+    pos = pos + 500
   end
   return out
 elseif op == 'get' then

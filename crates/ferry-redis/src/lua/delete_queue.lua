@@ -17,7 +17,7 @@ if #batch == limit then return {2} end
 for _, p in ipairs(redis.call('ZRANGE', key(b, 'prios'), 0, -1)) do redis.call('UNLINK', key(b, 'w:' .. p)) end
 for _, r in ipairs(redis.call('SMEMBERS', key(b, 'dreasons'))) do redis.call('UNLINK', key(b, 'dr:' .. r)) end
 -- UNLINK frees big hashes (messages, history) in the background.
-for _, f in ipairs({'msg', 'st', 'err', 'leased', 'dead', 'dreasons', 'prios', 'hist', 'hexp', 'seqctr', 'dseq', 'tseq', 'opts'}) do
+for _, f in ipairs({'msg', 'st', 'err', 'leased', 'dead', 'dapp', 'dreasons', 'prios', 'hist', 'hexp', 'seqctr', 'dseq', 'tseq', 'opts'}) do
   redis.call('UNLINK', key(b, f))
 end
 return {1}
