@@ -138,10 +138,13 @@ fn claim(c: &Connection, max: usize, lease: Duration) -> Result<Vec<Claimed>> {
             .execute(params![r.id, token.0, due])
             .ctx("cannot claim a prepared message")?;
         r.due_at = due;
-        out.push(Claimed {
-            prepared: prepared(r)?,
-            token,
-        });
+        let id = r.id.clone();
+        match prepared(r) {
+            Ok(prepared) => out.push(Claimed { prepared, token }),
+            // Written by a newer ferry, or damaged: leave it (re-timed by the lease) for
+            // a checker that can read it, instead of failing every claim.
+            Err(e) => tracing::error!(id, error = %e, "skipping an unreadable prepared message"),
+        }
     }
     Ok(out)
 }

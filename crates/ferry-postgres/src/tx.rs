@@ -255,20 +255,31 @@ impl TxStore for PostgresTxStore {
                     .ctx("cannot claim prepared messages")
             })
             .await?;
-        let mut out = rows
-            .iter()
-            .map(|row| {
-                let token: i64 = row.try_get("token").map_err(|e| {
-                    Error::new(ErrorKind::Corrupt, "unreadable claim token").with_source(e)
-                })?;
-                Ok(Claimed {
-                    prepared: prepared(row)?,
-                    token: TxToken(token),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // RETURNING does not keep the subquery's order.
-        out.sort_by_key(|c| c.prepared.due_at);
+        let mut out: Vec<(i64, Claimed)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let unreadable =
+                |e: sqlx::Error| Error::new(ErrorKind::Corrupt, "unreadable claim").with_source(e);
+            let token: i64 = row.try_get("token").map_err(unreadable)?;
+            let seq: i64 = row.try_get("seq").map_err(unreadable)?;
+            match prepared(row) {
+                Ok(prepared) => out.push((
+                    seq,
+                    Claimed {
+                        prepared,
+                        token: TxToken(token),
+                    },
+                )),
+                // Written by a newer ferry, or damaged: leave it (re-timed by the lease)
+                // for a checker that can read it, instead of failing every claim.
+                Err(e) => {
+                    tracing::error!(seq, error = %e, "skipping an unreadable prepared message")
+                }
+            }
+        }
+        // RETURNING keeps no order; the batch was chosen oldest due first, and among
+        // it prepare order is the best order left.
+        out.sort_by_key(|(seq, _)| *seq);
+        let out: Vec<Claimed> = out.into_iter().map(|(_, c)| c).collect();
         Ok(out)
     }
 

@@ -177,20 +177,21 @@ impl TxStore for RedisTxStore {
         let mut call = self.call("claim");
         call.arg(max).arg(hold_ms(lease).max(1));
         let v = self.run(call, Op::Write, "claim prepared messages").await?;
-        array(v)?
-            .into_iter()
-            .map(|item| {
-                let mut items = array(item)?;
-                let token = items
-                    .pop()
-                    .ok_or_else(|| Error::internal("redis: claim reply without a token"))?;
-                let token = TxToken(crate::reply::int(&token)?);
-                Ok(Claimed {
-                    prepared: record(Value::Array(items))?,
-                    token,
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for item in array(v)? {
+            let mut items = array(item)?;
+            let token = items
+                .pop()
+                .ok_or_else(|| Error::internal("redis: claim reply without a token"))?;
+            let token = TxToken(crate::reply::int(&token)?);
+            match record(Value::Array(items)) {
+                Ok(prepared) => out.push(Claimed { prepared, token }),
+                // Written by a newer ferry, or damaged: leave it (re-timed by the lease)
+                // for a checker that can read it, instead of failing every claim.
+                Err(e) => tracing::error!(error = %e, "skipping an unreadable prepared message"),
+            }
+        }
+        Ok(out)
     }
 
     async fn reschedule(&self, id: &str, token: TxToken, update: Reschedule) -> Result<()> {
