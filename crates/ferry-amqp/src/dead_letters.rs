@@ -1,4 +1,5 @@
-//! The dead letters `ferry.dlq.N`: moving messages there and browsing them.
+//! The dead letters `ferry.dlq.N`: moving messages there and browsing them. Approving,
+//! re-driving and inserting are in `redrive.rs` (transactional).
 
 use std::time::SystemTime;
 
@@ -14,8 +15,9 @@ use crate::error::amqp_err;
 use crate::history::history_event;
 use crate::link::Link;
 use crate::names::{
-    H_ATTEMPTS, H_DEAD_AT, H_FIRST_FAILED, H_LAST_ERROR, H_REASON, dlq_name, q_name,
+    H_APPROVED, H_DEAD_AT, H_FIRST_FAILED, H_LAST_ERROR, H_REASON, dlq_name, q_name,
 };
+use crate::redrive::{by_death, is_approved, revived};
 use crate::stored::Stored;
 
 impl AmqpDriver {
@@ -31,6 +33,8 @@ impl AmqpDriver {
         error: Option<String>,
     ) -> Result<()> {
         let now = to_millis(SystemTime::now());
+        // An approval belonged to an earlier death (see `redrive.rs`).
+        stored.internal.remove(H_APPROVED);
         stored.internal.insert(H_REASON.into(), why.to_string());
         stored.internal.insert(H_DEAD_AT.into(), now.to_string());
         if let Some(e) = error {
@@ -72,12 +76,8 @@ impl AmqpDriver {
                 let stored = Stored::from_amqp(&m.delivery.properties, m.delivery.data.clone());
                 if act(&stored) {
                     if requeue {
-                        let mut fresh = stored.clone();
-                        for k in [H_REASON, H_DEAD_AT, H_LAST_ERROR, H_FIRST_FAILED] {
-                            fresh.internal.remove(k);
-                        }
-                        fresh.internal.insert(H_ATTEMPTS.into(), "0".into());
-                        self.publish_one(&ch, "", &q_name(queue), &fresh).await?;
+                        self.publish_one(&ch, "", &q_name(queue), &revived(&stored))
+                            .await?;
                     }
                     ch.basic_ack(tag, BasicAckOptions::default())
                         .await
@@ -110,9 +110,11 @@ impl DeadLetters for AmqpDriver {
         query: DeadLetterQuery,
     ) -> Result<Vec<DeadLetter>> {
         self.bounded_browse("a dead-letter operation", self.op_timeout * 11, async {
-            let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
+            let (mut all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
+            by_death(&mut all);
             Ok(all
                 .iter()
+                .filter(|s| query.approved.is_none_or(|a| is_approved(s) == a))
                 .map(|s| s.dead_letter(queue))
                 .filter(|d| query.reason.as_ref().is_none_or(|r| *r == d.reason))
                 .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
@@ -124,7 +126,8 @@ impl DeadLetters for AmqpDriver {
 
     async fn get_dead_letter(&self, queue: &QueueName, id: &str) -> Result<DeadLetter> {
         self.bounded_browse("a dead-letter operation", self.op_timeout * 11, async {
-            let (all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
+            let (mut all, _) = self.browse_dead_letters(queue, |_| false, false).await?;
+            by_death(&mut all);
             all.iter()
                 .rev()
                 .find(|s| s.id == id)
@@ -162,5 +165,23 @@ impl DeadLetters for AmqpDriver {
             Ok(ids.len() as u64)
         })
         .await
+    }
+
+    async fn insert_dead_letters(
+        &self,
+        queue: &QueueName,
+        letters: Vec<DeadLetter>,
+    ) -> Result<u64> {
+        self.limits.validate_dead_letters(&letters)?;
+        crate::stored::check_encodable_dead(&letters)?;
+        self.insert_dead(queue, &letters).await
+    }
+
+    async fn approve_dead_letters(&self, queue: &QueueName, selection: Selection) -> Result<u64> {
+        self.approve_dead(queue, selection).await
+    }
+
+    async fn redrive_approved(&self, queue: &QueueName, max: u64) -> Result<Vec<String>> {
+        self.redrive_dead(queue, max).await
     }
 }

@@ -17,6 +17,9 @@
 //!   return the rest in their order), so it works while consumers run. It is a
 //!   classic queue even in quorum mode: a classic queue puts the kept ones back, in
 //!   order, before the channel close completes; a quorum queue does so asynchronously.
+//!   A dead letter approved for re-drive carries `x-ferry-approved: 1`; approving,
+//!   re-driving and inserting dead letters use AMQP transactions on a private channel
+//!   (`redrive.rs` says what that makes atomic and what it does not).
 //! - Delays: `DELAY_LEVELS` TTL queues `ferry.d.N.k` (TTL 2^k s), each behind a
 //!   headers exchange of the same name, plus `ferry.d.N` (which routes into
 //!   `ferry.q.N`). A delayed message carries the bits of its delay in seconds (rounded
@@ -68,6 +71,10 @@
 //!   that is queued enqueues it again, and requeueing a dead letter whose id is live is
 //!   not refused. Consume with the idempotency store for effectively-once processing.
 //!   (The two conformance functions that check it are not run for this backend.)
+//! - A re-drive moves a dead letter and acks it in one transaction over two queues,
+//!   which RabbitMQ does not make atomic against a *broker* failure mid-commit: then a
+//!   dead letter may be re-driven twice for one approval (a duplicate, never a loss).
+//!   Process crashes and lost connections cannot cause that (see `redrive.rs`).
 //! - The lists of queues, topics and bindings (`list_queues`, `list_topics`,
 //!   `list_bindings`, `stats(None)`, the queues a publish reports) are this driver
 //!   instance's, since AMQP cannot enumerate them without the management plugin; a
@@ -123,6 +130,7 @@ mod options;
 mod pause;
 mod publish;
 mod receive;
+mod redrive;
 mod stored;
 mod topology;
 mod url;

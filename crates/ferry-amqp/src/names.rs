@@ -10,6 +10,8 @@ pub(crate) const H_LAST_ERROR: &str = "x-ferry-last-error";
 pub(crate) const H_FIRST_FAILED: &str = "x-ferry-first-failed-at";
 pub(crate) const H_REASON: &str = "x-ferry-reason";
 pub(crate) const H_DEAD_AT: &str = "x-ferry-dead-at";
+/// On a dead letter approved for re-drive: `1` (see `redrive.rs`).
+pub(crate) const H_APPROVED: &str = "x-ferry-approved";
 pub(crate) const H_OPT_DELAY: &str = "x-ferry-default-delay-ms";
 pub(crate) const H_OPT_ATTEMPTS: &str = "x-ferry-max-attempts";
 pub(crate) const H_OPT_LEASE: &str = "x-ferry-lease-ms";

@@ -63,7 +63,8 @@ impl Stored {
                 }
                 if k.starts_with("x-ferry-") {
                     internal.insert(k.to_string(), v);
-                } else if !k.starts_with("x-death")
+                } else if k != "x-delivery-count" // set by quorum queues on redelivery
+                    && !k.starts_with("x-death")
                     && !k.starts_with("x-first-death")
                     && !k.starts_with("x-last-death")
                 {
@@ -170,6 +171,20 @@ pub(crate) fn check_encodable(batch: &[ferry_core::Message]) -> ferry_core::Resu
                 "header name of {} bytes in message '{}': RabbitMQ takes header names of at most {MAX_HEADER_NAME} bytes",
                 name.len(),
                 m.id()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// [`check_encodable`] for dead letters about to be stored.
+pub(crate) fn check_encodable_dead(letters: &[DeadLetter]) -> ferry_core::Result<()> {
+    for d in letters {
+        if let Some(name) = d.headers.keys().find(|k| k.len() > MAX_HEADER_NAME) {
+            return Err(ferry_core::Error::invalid_input(format!(
+                "header name of {} bytes in dead letter '{}': RabbitMQ takes header names of at most {MAX_HEADER_NAME} bytes",
+                name.len(),
+                d.id
             )));
         }
     }

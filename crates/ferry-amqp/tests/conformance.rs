@@ -15,7 +15,7 @@ async fn driver() -> Arc<dyn Driver> {
 // suite is not weakened for them):
 // - duplicate_id_is_noop_while_queued, dead_letter_and_requeue: need an index of live
 //   message ids per queue (RabbitMQ has none); dead_letter_and_requeue fails only on
-//   "a live id blocks requeue".
+//   "a live id blocks requeue"; redrive_leaves_live_ids_approved, for the same reason.
 // - stats_report_oldest_ready_at: RabbitMQ cannot tell when a queue's head message
 //   became ready without taking it (the driver reports `oldest_ready_at: None`; see
 //   the crate docs).
@@ -29,4 +29,6 @@ ferry_testkit::conformance_suite!(@each driver();
     long_poll_wakes_on_send, stats_by_state, delete_queue_removes_everything,
     concurrent_receivers_never_share, history_records_lifecycle,
     pause_stops_deliveries_and_resume_restores, pause_missing_queue_is_not_found,
+    insert_dead_letters_round_trip, approve_counts_and_filters, redrive_moves_only_approved,
+    redrive_concurrent_claims_are_disjoint,
 );

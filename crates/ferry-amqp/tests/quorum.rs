@@ -1,8 +1,8 @@
 //! The conformance functions in quorum mode (`?queue_type=quorum`), against the
 //! machine's RabbitMQ in the test vhost (override with `FERRY_TEST_AMQP_QUORUM_URL`).
 //!
-//! Besides the ones `conformance.rs` leaves out (duplicate ids, requeue of a live id,
-//! `stats_report_oldest_ready_at`), `priority_order` is not run here:
+//! Besides the ones `conformance.rs` leaves out (duplicate ids, requeue or re-drive of
+//! a live id, `stats_report_oldest_ready_at`), `priority_order` is not run here:
 //! quorum queues have no priorities before RabbitMQ 4.0 (the test machine runs 3.10).
 
 mod support;
@@ -31,4 +31,6 @@ ferry_testkit::conformance_suite!(@each driver();
     long_poll_wakes_on_send, stats_by_state, delete_queue_removes_everything,
     concurrent_receivers_never_share, history_records_lifecycle,
     pause_stops_deliveries_and_resume_restores, pause_missing_queue_is_not_found,
+    insert_dead_letters_round_trip, approve_counts_and_filters, redrive_moves_only_approved,
+    redrive_concurrent_claims_are_disjoint,
 );
