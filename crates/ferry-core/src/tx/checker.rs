@@ -470,7 +470,9 @@ impl TxChecker {
                 first_failed_at: None,
                 dead_at: now,
             };
-            self.driver.insert_dead_letters(&queue, vec![letter]).await?;
+            self.driver
+                .insert_dead_letters(&queue, vec![letter])
+                .await?;
         }
         Ok(())
     }
