@@ -108,6 +108,8 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Run the HTTP API, the web dashboard, /metrics and health checks.
     Serve(ServeArgs),
+    /// Forward a PostgreSQL outbox's committed messages to a backend, until SIGINT/SIGTERM.
+    Relay(RelayArgs),
     /// Print the audit log: who requeued, purged, deleted, edited or paused what.
     Audit(AuditArgs),
     /// Show the resolved configuration (ferry.toml, FERRY_* variables, flags) or check
@@ -170,6 +172,41 @@ pub struct ServeArgs {
     /// shows live data (some messages fail, retry and dead-letter).
     #[arg(long)]
     pub demo: bool,
+}
+
+/// `ferry relay`
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Forwards the messages applications wrote into a PostgreSQL outbox \
+    (ferry_postgres::Outbox::enqueue, inside their own transactions) to any backend, in order \
+    per queue, and deletes each row in the transaction that forwarded it: nothing is skipped, \
+    a crash re-forwards rows under the same ids (dropped by the target while queued).\n\n\
+    Run several for availability: only the one holding the schema's lock forwards; the others \
+    stand by and take over when it dies. A row the target refuses (no such queue, unroutable) \
+    stays, is logged and retried with backoff, and does not block other destinations.",
+    after_help = "Examples:\n  ferry relay --from postgres://app@db/shop --to redis://127.0.0.1:6379\n  \
+    ferry relay --from 'postgres://app@db/shop?schema=shop_ferry' --to file:./ferry-data --batch 500 --every 200ms"
+)]
+pub struct RelayArgs {
+    /// The database whose outbox to read: postgres://USER@HOST:PORT/DATABASE[?schema=NAME]
+    /// (default schema ferry; its tables are created if missing).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub from: String,
+    /// The backend to forward to: any backend URL (file:PATH, redis://…, amqp://…,
+    /// postgres://…).
+    #[arg(long, value_name = "URL", hide_env_values = true)]
+    pub to: String,
+    /// Most rows per round (1 to 10000).
+    #[arg(long, value_name = "N", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch: u32,
+    /// How often to look for rows without a commit notification, and how often a
+    /// standby relay tries to take over.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, default_value = "1s")]
+    pub every: Duration,
+    /// Don't LISTEN for commits: find rows only by looking every --every.
+    #[arg(long)]
+    pub no_listen: bool,
 }
 
 /// `ferry audit`

@@ -50,6 +50,9 @@ async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
             return config::command::run(c, config).map(|()| ExitCode::SUCCESS);
         }
         Command::Demo(args) => return demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Relay(args) => {
+            return commands::relay::run(args).await.map(|()| ExitCode::SUCCESS);
+        }
         Command::Bench(args) => {
             return bench::run(&backend_url(cli.backend.as_deref())?, args)
                 .await
@@ -92,7 +95,8 @@ async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
         | Command::Bench(_)
         | Command::Doctor(_)
         | Command::Config(_)
-        | Command::Audit(_) => Ok(()),
+        | Command::Audit(_)
+        | Command::Relay(_) => Ok(()),
     };
     done.map(|()| ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ pub mod dlq;
 pub mod doctor;
 pub mod inspect;
 pub mod queue;
+pub mod relay;
 pub mod send;
 pub mod serve;
 pub mod serve_demo;
