@@ -97,6 +97,14 @@ fn prepared(r: Row7) -> Result<Prepared> {
     Ok(p)
 }
 
+/// A listed record, or `None` (logged) if this ferry cannot read it.
+fn readable(r: Row7) -> Option<Prepared> {
+    let id = r.id.clone();
+    prepared(r)
+        .map_err(|e| tracing::error!(id, error = %e, "skipping an unreadable prepared message"))
+        .ok()
+}
+
 /// Updates the record if `token` holds it; tells a fenced record from a missing one.
 fn fenced_update(c: &Connection, id: &str, sql: &str, values: impl rusqlite::Params) -> Result<()> {
     let n = c
@@ -198,20 +206,49 @@ impl TxStore for EmbeddedTxStore {
             .await
     }
 
-    async fn mark_committed(&self, id: &str, retry_at: SystemTime, error: &str) -> Result<bool> {
-        let (id, error) = (id.to_string(), error.to_string());
+    async fn mark_committed(
+        &self,
+        destination: &Destination,
+        message: &Message,
+        retry_at: SystemTime,
+        error: &str,
+    ) -> Result<()> {
+        let body = encode_prepared(destination, message)?;
+        let (id, error) = (message.id().to_string(), error.to_string());
         self.driver
             .write(move |c| {
-                let n = c
-                    .prepare_cached(
-                        "UPDATE tx_prepared
-                         SET state = 'committed', due_at = ?2, last_error = ?3, token = ?4
-                         WHERE id = ?1",
-                    )
-                    .ctx("cannot mark a prepared message committed")?
-                    .execute(params![id, to_millis(retry_at), error, TxToken::random().0])
-                    .ctx("cannot mark a prepared message committed")?;
-                Ok(n > 0)
+                c.prepare_cached(
+                    "INSERT INTO tx_prepared
+                       (id, body, state, checks, token, prepared_at, due_at, last_error)
+                     VALUES (?1, ?2, 'committed', 0, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (id) DO UPDATE SET state = 'committed', token = ?3,
+                       due_at = ?5, last_error = ?6",
+                )
+                .ctx("cannot mark a prepared message committed")?
+                .execute(params![
+                    id,
+                    body,
+                    TxToken::random().0,
+                    now_millis(),
+                    to_millis(retry_at),
+                    error
+                ])
+                .ctx("cannot mark a prepared message committed")?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn remove_claimed(&self, id: &str, token: TxToken) -> Result<()> {
+        let id = id.to_string();
+        self.driver
+            .write(move |c| {
+                fenced_update(
+                    c,
+                    &id,
+                    "DELETE FROM tx_prepared WHERE id = ?1 AND token = ?2",
+                    params![id, token.0],
+                )
             })
             .await
     }
@@ -285,7 +322,7 @@ impl TxStore for EmbeddedTxStore {
                     .ctx("cannot list prepared messages")?
                     .collect::<rusqlite::Result<_>>()
                     .ctx("cannot list prepared messages")?;
-                rows.into_iter().map(prepared).collect()
+                Ok(rows.into_iter().filter_map(readable).collect())
             })
             .await
     }

@@ -184,27 +184,55 @@ impl TxStore for PostgresTxStore {
         Ok(())
     }
 
-    async fn mark_committed(&self, id: &str, retry_at: SystemTime, error: &str) -> Result<bool> {
-        let n = self
-            .driver
+    async fn mark_committed(
+        &self,
+        destination: &Destination,
+        message: &Message,
+        retry_at: SystemTime,
+        error: &str,
+    ) -> Result<()> {
+        let body = encode_prepared(destination, message)?;
+        self.driver
             .bounded(Op::Plain, async {
                 sqlx::query(
-                    "UPDATE tx_prepared
-                     SET state = 'committed', due_at = now_ms() + $3, last_error = $4, token = $5
-                     WHERE store = $1 AND id = $2",
+                    "INSERT INTO tx_prepared (store, id, body, state, token, prepared_at, due_at, last_error)
+                     VALUES ($1, $2, $3, 'committed', $4, now_ms(), now_ms() + $5, $6)
+                     ON CONFLICT (store, id) DO UPDATE SET state = 'committed',
+                       token = EXCLUDED.token, due_at = EXCLUDED.due_at,
+                       last_error = EXCLUDED.last_error",
                 )
                 .bind(&self.name)
-                .bind(id)
+                .bind(message.id())
+                .bind(&body)
+                .bind(TxToken::random().0)
                 .bind(until(retry_at))
                 .bind(error)
-                .bind(TxToken::random().0)
                 .execute(self.pool())
                 .await
                 .ctx("cannot mark a prepared message committed")
             })
+            .await
+            .map(drop)
+    }
+
+    async fn remove_claimed(&self, id: &str, token: TxToken) -> Result<()> {
+        let n = self
+            .driver
+            .bounded(Op::Plain, async {
+                sqlx::query("DELETE FROM tx_prepared WHERE store = $1 AND id = $2 AND token = $3")
+                    .bind(&self.name)
+                    .bind(id)
+                    .bind(token.0)
+                    .execute(self.pool())
+                    .await
+                    .ctx("cannot remove a resolved prepared message")
+            })
             .await?
             .rows_affected();
-        Ok(n > 0)
+        if n == 0 {
+            return Err(self.why_not(id).await);
+        }
+        Ok(())
     }
 
     async fn remove(&self, id: &str) -> Result<bool> {
@@ -344,7 +372,16 @@ impl TxStore for PostgresTxStore {
                     .ctx("cannot list prepared messages")
             })
             .await?;
-        rows.iter().map(prepared).collect()
+        Ok(rows
+            .iter()
+            .filter_map(|row| {
+                prepared(row)
+                    .map_err(
+                        |e| tracing::error!(error = %e, "skipping an unreadable prepared message"),
+                    )
+                    .ok()
+            })
+            .collect())
     }
 
     async fn count(&self) -> Result<u64> {

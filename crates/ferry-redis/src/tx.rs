@@ -156,12 +156,35 @@ impl TxStore for RedisTxStore {
         }
     }
 
-    async fn mark_committed(&self, id: &str, retry_at: SystemTime, error: &str) -> Result<bool> {
-        let what = "mark a prepared message committed";
+    async fn mark_committed(
+        &self,
+        destination: &Destination,
+        message: &Message,
+        retry_at: SystemTime,
+        error: &str,
+    ) -> Result<()> {
+        let body = encode_prepared(destination, message)?;
         let mut call = self.call("mark");
-        call.arg(id).arg(until(retry_at)).arg(error);
-        let n = self.status(call, Op::Write, what).await?;
-        Ok(n == 1)
+        call.arg(message.id())
+            .arg(body)
+            .arg(until(retry_at))
+            .arg(error);
+        self.status(call, Op::Write, "mark a prepared message committed")
+            .await
+            .map(drop)
+    }
+
+    async fn remove_claimed(&self, id: &str, token: TxToken) -> Result<()> {
+        let mut call = self.call("rmclaimed");
+        call.arg(id).arg(token.0);
+        match self
+            .status(call, Op::Write, "remove a resolved prepared message")
+            .await?
+        {
+            0 => Ok(()),
+            -2 => Err(fenced(id)),
+            _ => Err(not_found(id)),
+        }
     }
 
     async fn remove(&self, id: &str) -> Result<bool> {
@@ -228,7 +251,16 @@ impl TxStore for RedisTxStore {
         let mut call = self.call("list");
         call.arg(offset).arg(limit.min(10_000));
         let v = self.run(call, Op::Read, "list prepared messages").await?;
-        array(v)?.into_iter().map(record).collect()
+        Ok(array(v)?
+            .into_iter()
+            .filter_map(|item| {
+                record(item)
+                    .map_err(
+                        |e| tracing::error!(error = %e, "skipping an unreadable prepared message"),
+                    )
+                    .ok()
+            })
+            .collect())
     }
 
     async fn count(&self) -> Result<u64> {

@@ -30,6 +30,7 @@ pub const ALL: &[&str] = &[
     "tx_claim_expires_and_record_comes_back",
     "tx_reschedule_is_fenced",
     "tx_mark_committed_applies_to_any_holder",
+    "tx_mark_committed_restores_a_removed_record",
     "tx_list_pages_oldest_first",
 ];
 
@@ -272,32 +273,67 @@ pub async fn tx_reschedule_is_fenced(store: Arc<dyn TxStore>) {
     assert_eq!(err.kind(), ErrorKind::MessageNotFound);
 }
 
-/// `mark_committed` applies whoever holds the record and makes it due at `retry_at`.
+/// `mark_committed` applies whoever holds the record: it fences out an earlier claim
+/// (so that checker cannot remove a committed record) and makes it due at `retry_at`.
 pub async fn tx_mark_committed_applies_to_any_holder(store: Arc<dyn TxStore>) {
     let dest = queue();
     let m = msg("commit");
-    store.prepare(&dest, &m, LONG).await.expect("prepare");
-    assert!(
-        store
-            .mark_committed(m.id(), SystemTime::now(), "broker down")
-            .await
-            .expect("mark")
-    );
+    store
+        .prepare(&dest, &m, Duration::ZERO)
+        .await
+        .expect("prepare");
+    wait_due().await;
+    let claim = store.claim_due(10, LONG).await.expect("claim");
+    assert_eq!(claim.len(), 1);
+    store
+        .mark_committed(&dest, &m, SystemTime::now(), "broker down")
+        .await
+        .expect("mark");
     let got = store.get(m.id()).await.expect("get");
     assert_eq!(got.state, TxState::Committed);
     assert_eq!(got.last_error.as_deref(), Some("broker down"));
+    let err = store
+        .remove_claimed(m.id(), claim[0].token)
+        .await
+        .expect_err("the earlier claim is fenced out");
+    assert_eq!(err.kind(), ErrorKind::StaleReceipt, "{err}");
     wait_due().await;
     let claimed = store.claim_due(10, LONG).await.expect("claim");
     assert_eq!(claimed.len(), 1, "due at retry_at");
     assert_eq!(claimed[0].prepared.state, TxState::Committed);
-    store.remove(m.id()).await.expect("remove");
-    assert!(
-        !store
-            .mark_committed(m.id(), SystemTime::now(), "x")
-            .await
-            .expect("mark gone"),
-        "marking a removed record reports false"
-    );
+    store
+        .remove_claimed(m.id(), claimed[0].token)
+        .await
+        .expect("the new claim removes it");
+    assert_eq!(store.count().await.expect("count"), 0);
+}
+
+/// A record a checker already removed is stored again by `mark_committed`, so a
+/// committed message always has an owner.
+pub async fn tx_mark_committed_restores_a_removed_record(store: Arc<dyn TxStore>) {
+    let dest = queue();
+    let m = msg("restore").with_header("k", "v");
+    store.prepare(&dest, &m, LONG).await.expect("prepare");
+    assert!(store.remove(m.id()).await.expect("remove"));
+    store
+        .mark_committed(&dest, &m, SystemTime::now(), "publish failed")
+        .await
+        .expect("mark");
+    let got = store.get(m.id()).await.expect("stored again");
+    assert_eq!(got.state, TxState::Committed);
+    assert_eq!(got.message, m);
+    assert_eq!(got.destination, dest);
+    let err = store
+        .remove_claimed(m.id(), ferry_core::tx::TxToken(fastrand::i64(1..)))
+        .await
+        .expect_err("a wrong token removes nothing");
+    assert_eq!(err.kind(), ErrorKind::StaleReceipt, "{err}");
+    assert!(store.remove(m.id()).await.expect("remove"));
+    let err = store
+        .remove_claimed(m.id(), ferry_core::tx::TxToken(1))
+        .await
+        .expect_err("gone");
+    assert_eq!(err.kind(), ErrorKind::MessageNotFound, "{err}");
 }
 
 /// `list` pages oldest prepared first; `count` counts.
@@ -331,7 +367,8 @@ macro_rules! tx_store_suite {
             tx_record_keeps_every_field, tx_hold_renews_and_is_fenced_by_claims,
             tx_claim_takes_only_due_records_oldest_first, tx_concurrent_claims_are_disjoint,
             tx_claim_expires_and_record_comes_back, tx_reschedule_is_fenced,
-            tx_mark_committed_applies_to_any_holder, tx_list_pages_oldest_first
+            tx_mark_committed_applies_to_any_holder, tx_mark_committed_restores_a_removed_record,
+            tx_list_pages_oldest_first
         );
     };
     (@each $setup:expr; $($name:ident),* $(,)?) => {

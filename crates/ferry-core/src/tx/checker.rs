@@ -106,6 +106,7 @@ pub struct TxCheckerBuilder {
     lease: Duration,
     every: Duration,
     batch: usize,
+    check_timeout: Duration,
 }
 
 impl std::fmt::Debug for TxCheckerBuilder {
@@ -153,6 +154,13 @@ impl TxCheckerBuilder {
         self
     }
 
+    /// How long one check-back may take before its answer counts as unknown (kept
+    /// below the claim lease). Default 10 s.
+    pub fn check_timeout(mut self, timeout: Duration) -> Self {
+        self.check_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     /// The checker.
     pub fn build(self) -> TxChecker {
         TxChecker {
@@ -167,6 +175,7 @@ impl TxCheckerBuilder {
                 .with_max_attempts(u32::MAX)
                 .with_backoff(self.backoff),
             max_checks: self.max_checks,
+            check_timeout: self.check_timeout.min(self.lease / 2),
             lease: self.lease,
             every: self.every,
             batch: self.batch,
@@ -209,6 +218,7 @@ pub struct TxChecker {
     checks: RetryPolicy,
     republish: RetryPolicy,
     max_checks: u32,
+    check_timeout: Duration,
     lease: Duration,
     every: Duration,
     batch: usize,
@@ -254,6 +264,7 @@ impl TxChecker {
             lease: Duration::from_secs(30),
             every: Duration::from_secs(1),
             batch: 100,
+            check_timeout: Duration::from_secs(10),
         }
     }
 
@@ -265,7 +276,14 @@ impl TxChecker {
             claimed: claimed.len() as u64,
             ..TxCheckReport::default()
         };
+        let started = tokio::time::Instant::now();
         for claim in claimed {
+            // Past most of the lease, the rest of the batch may already be claimed by
+            // another checker: leave it to come back instead of racing that one.
+            if started.elapsed() > self.lease.mul_f64(0.75) {
+                report.lost += 1;
+                continue;
+            }
             match self.resolve(claim).await {
                 Step::Published => report.published += 1,
                 Step::RolledBack => report.rolled_back += 1,
@@ -319,7 +337,7 @@ impl TxChecker {
             TxStatus::Committed => {
                 let message = prepared.message.clone();
                 match self.producer.deliver(&prepared.destination, message).await {
-                    Ok(()) => self.remove(&id, Step::Published).await,
+                    Ok(()) => self.remove(&id, token, Step::Published).await,
                     Err(e) => {
                         tracing::warn!(id, error = %e, "publishing a committed prepared message failed; will retry");
                         let checks = prepared.checks.saturating_add(1);
@@ -337,7 +355,7 @@ impl TxChecker {
                     }
                 }
             }
-            TxStatus::RolledBack => self.remove(&id, Step::RolledBack).await,
+            TxStatus::RolledBack => self.remove(&id, token, Step::RolledBack).await,
             TxStatus::Unknown => {
                 let checks = prepared.checks.saturating_add(1);
                 match self.checks.delay_after(checks, self.max_checks) {
@@ -374,7 +392,14 @@ impl TxChecker {
     async fn ask(&self, prepared: &Prepared) -> TxStatus {
         let check_back = self.check_back.clone();
         let record = prepared.clone();
-        match tokio::spawn(async move { check_back.check(&record).await }).await {
+        let task = tokio::spawn(async move { check_back.check(&record).await });
+        let abort = task.abort_handle();
+        let Ok(joined) = tokio::time::timeout(self.check_timeout, task).await else {
+            abort.abort();
+            tracing::warn!(id = prepared.id(), timeout = ?self.check_timeout, "check-back did not answer in time; treating the answer as unknown");
+            return TxStatus::Unknown;
+        };
+        match joined {
             Ok(status) => status,
             Err(e) => {
                 tracing::error!(id = prepared.id(), error = %e, "check-back panicked; treating the answer as unknown");
@@ -383,8 +408,10 @@ impl TxChecker {
         }
     }
 
-    async fn remove(&self, id: &str, step: Step) -> Result<Step> {
-        self.store.remove(id).await?;
+    /// Removes a resolved record, fenced by the claim: if the producer marked it
+    /// committed meanwhile (a fresh token), it stays for the next round.
+    async fn remove(&self, id: &str, token: super::store::TxToken, step: Step) -> Result<Step> {
+        self.store.remove_claimed(id, token).await?;
         Ok(step)
     }
 
@@ -419,7 +446,7 @@ impl TxChecker {
             "the check-back could not tell whether the transaction committed after {checks} checks; requeue to send it, delete to drop it"
         );
         match self.bury(prepared, &error).await {
-            Ok(()) => self.remove(prepared.id(), Step::DeadLettered).await,
+            Ok(()) => self.remove(prepared.id(), token, Step::DeadLettered).await,
             Err(e) => {
                 tracing::error!(id = prepared.id(), error = %e, "cannot dead-letter an unresolved prepared message; it stays in the store");
                 self.reschedule(

@@ -64,7 +64,9 @@ fn not_found(id: &str) -> Error {
 fn taken(id: &str) -> Error {
     Error::new(
         ErrorKind::StaleReceipt,
-        format!("prepared message '{id}' was claimed by a checker"),
+        format!(
+            "prepared message '{id}' is held by someone else now (claimed, or marked committed)"
+        ),
     )
 }
 
@@ -108,20 +110,43 @@ impl TxStore for MemoryTxStore {
         Ok(())
     }
 
-    async fn mark_committed(&self, id: &str, retry_at: SystemTime, error: &str) -> Result<bool> {
+    async fn mark_committed(
+        &self,
+        destination: &Destination,
+        message: &Message,
+        retry_at: SystemTime,
+        error: &str,
+    ) -> Result<()> {
         let mut inner = self.lock();
-        let Some(entry) = inner.entries.get_mut(id) else {
-            return Ok(false);
-        };
+        inner.seq += 1;
+        let seq = inner.seq;
+        let entry = inner
+            .entries
+            .entry(message.id().to_string())
+            .or_insert_with(|| Entry {
+                prepared: Prepared::new(destination.clone(), message.clone(), retry_at),
+                token: TxToken::random(),
+                seq,
+            });
         entry.prepared.state = TxState::Committed;
         entry.prepared.due_at = retry_at;
         entry.prepared.last_error = Some(error.to_string());
         entry.token = TxToken::random();
-        Ok(true)
+        Ok(())
     }
 
     async fn remove(&self, id: &str) -> Result<bool> {
         Ok(self.lock().entries.remove(id).is_some())
+    }
+
+    async fn remove_claimed(&self, id: &str, token: TxToken) -> Result<()> {
+        let mut inner = self.lock();
+        let entry = inner.entries.get(id).ok_or_else(|| not_found(id))?;
+        if entry.token != token {
+            return Err(taken(id));
+        }
+        inner.entries.remove(id);
+        Ok(())
     }
 
     async fn claim_due(&self, max: usize, lease: Duration) -> Result<Vec<Claimed>> {

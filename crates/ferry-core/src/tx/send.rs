@@ -3,9 +3,10 @@
 //!
 //! What the caller is told is exactly what happened: [`TxSent::Published`] only once the
 //! backend holds the message durably; [`TxSent::Deferred`] when the transaction
-//! committed but the publish failed (the record stays, marked committed, and a
-//! [`TxChecker`](super::TxChecker) publishes it); an error when the transaction rolled
-//! back or its outcome is unknown (then the record stays for a check-back).
+//! committed, the publish failed and the store recorded the message as committed (a
+//! [`TxChecker`](super::TxChecker) publishes it); [`SendTxError::Unpublished`] when it
+//! committed and neither worked; an error when the transaction rolled back or its
+//! outcome is unknown (then the record stays for a check-back).
 
 use std::fmt;
 use std::future::Future;
@@ -81,8 +82,8 @@ pub enum TxSent<T> {
         /// What the local transaction returned.
         value: T,
     },
-    /// The publish failed after the commit. The prepared record stays, marked
-    /// committed, and a [`TxChecker`](super::TxChecker) publishes it (same id).
+    /// The publish failed after the commit. The store holds the message as committed
+    /// and a [`TxChecker`](super::TxChecker) publishes it (same id).
     Deferred {
         /// What the local transaction returned.
         value: T,
@@ -115,6 +116,16 @@ pub enum SendTxError {
     /// The local transaction's outcome is unknown; the prepared message stays and the
     /// checker's check-back decides.
     InDoubt(BoxError),
+    /// The local transaction **committed**, but the publish failed and the store
+    /// could not record the message as committed either. The prepared record may
+    /// still be there (then a checker's check-back publishes it), but nothing is sure
+    /// to: send the message again yourself, with the same id, once the backend is back.
+    Unpublished {
+        /// Why the publish failed.
+        publish: Error,
+        /// Why the store could not record the commit.
+        store: Error,
+    },
 }
 
 impl fmt::Display for SendTxError {
@@ -131,6 +142,10 @@ impl fmt::Display for SendTxError {
                 f,
                 "local transaction outcome unknown; the prepared message waits for the checker: {e}"
             ),
+            SendTxError::Unpublished { publish, store } => write!(
+                f,
+                "local transaction committed, but the message was not published ({publish}) and could not be recorded for the checker ({store}); send it again with the same id"
+            ),
         }
     }
 }
@@ -140,6 +155,7 @@ impl std::error::Error for SendTxError {
         match self {
             SendTxError::Prepare(e) => Some(e),
             SendTxError::RolledBack(e) | SendTxError::InDoubt(e) => Some(e.as_ref()),
+            SendTxError::Unpublished { publish, .. } => Some(publish),
         }
     }
 }
@@ -158,7 +174,15 @@ async fn keep_holding(
     let every = (hold / 3).max(Duration::from_millis(10));
     loop {
         tokio::time::sleep(every).await;
-        match store.hold(id, token, hold).await {
+        let renewed = tokio::time::timeout(every, store.hold(id, token, hold))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    "renewing the hold took longer than a third of it",
+                ))
+            });
+        match renewed {
             Ok(()) => {}
             Err(e)
                 if matches!(
@@ -184,7 +208,9 @@ impl Producer {
     /// 2. Runs `local_tx`, renewing the record's hold ([`Producer::with_tx_hold`]) for
     ///    as long as it runs, so the checker never asks about a live transaction.
     /// 3. `Ok(value)`: publishes and removes the record → [`TxSent::Published`]; if the
-    ///    publish fails, marks the record committed → [`TxSent::Deferred`].
+    ///    publish fails, records the message as committed for the checker →
+    ///    [`TxSent::Deferred`] (or [`SendTxError::Unpublished`] if even that failed).
+    ///    The hold is renewed until this step is done.
     ///    `Err`: removes the record if rolled back ([`SendTxError::RolledBack`]), or
     ///    leaves it for the check-back ([`SendTxError::InDoubt`]).
     ///
@@ -239,27 +265,38 @@ impl Producer {
             .validate(&self.driver().limits())
             .map_err(SendTxError::Prepare)?;
         let hold = self.tx_hold();
-        let token = match store.prepare(&destination, &message, hold).await {
-            Ok(token) => token,
-            Err(e) => {
-                // An indeterminate prepare may have stored the record; the local
-                // transaction will not run, so take it back (best effort: if this
-                // fails too, the checker's check-back finds no business row and
-                // removes it), so that a retry with the same id is not refused.
-                if e.kind() == ErrorKind::Indeterminate {
-                    let _ = store.remove(&id).await;
-                }
-                return Err(SendTxError::Prepare(e));
-            }
-        };
+        // An indeterminate prepare may have stored the record. It is not removed here:
+        // a remove by id could delete a concurrent retry's record. The local
+        // transaction does not run, so the check-back finds nothing and a checker
+        // removes it once the hold ran out; until then a retry with the same id gets
+        // `AlreadyExists`.
+        let token = store
+            .prepare(&destination, &message, hold)
+            .await
+            .map_err(SendTxError::Prepare)?;
 
-        let outcome = tokio::select! {
-            outcome = local_tx => outcome,
+        // The hold is renewed until the outcome is settled in the store (removed or
+        // marked committed), so no checker claims the record while the producer is
+        // still publishing.
+        tokio::select! {
+            settled = self.settle_tx(store, &destination, message, local_tx) => settled,
             never = keep_holding(store, &id, token, hold) => match never {},
-        };
+        }
+    }
 
-        match outcome {
-            Ok(value) => Ok(self.commit(store, &destination, message, value).await),
+    async fn settle_tx<T, F>(
+        &self,
+        store: &dyn TxStore,
+        destination: &Destination,
+        message: Message,
+        local_tx: F,
+    ) -> std::result::Result<TxSent<T>, SendTxError>
+    where
+        F: Future<Output = std::result::Result<T, LocalTxError>>,
+    {
+        let id = message.id().to_string();
+        match local_tx.await {
+            Ok(value) => self.commit(store, destination, message, value).await,
             Err(e) if e.rolled_back => {
                 if let Err(remove) = store.remove(&id).await {
                     tracing::warn!(id, error = %remove, "rolled back, but the prepared message could not be removed; the checker's check-back will remove it");
@@ -276,27 +313,32 @@ impl Producer {
         destination: &Destination,
         message: Message,
         value: T,
-    ) -> TxSent<T> {
+    ) -> std::result::Result<TxSent<T>, SendTxError> {
         let id = message.id().to_string();
-        match self.deliver(destination, message).await {
+        match self.deliver(destination, message.clone()).await {
             Ok(()) => {
                 if let Err(e) = store.remove(&id).await {
                     tracing::warn!(id, error = %e, "published, but the prepared message could not be removed; a checker will publish it again under the same id");
                 }
-                TxSent::Published { value }
+                Ok(TxSent::Published { value })
             }
             Err(error) => {
                 let retry_at = crate::time::after(REPUBLISH_AFTER);
+                // Stores the record as committed even if a checker removed it meanwhile,
+                // so from here on a checker owns the message.
                 match store
-                    .mark_committed(&id, retry_at, &error.to_string())
+                    .mark_committed(destination, &message, retry_at, &error.to_string())
                     .await
                 {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(id, error = %e, "publish failed after commit and the prepared message could not be marked committed; the checker will ask the check-back")
+                    Ok(()) => Ok(TxSent::Deferred { value, error }),
+                    Err(store_error) => {
+                        tracing::error!(id, error = %error, store_error = %store_error, "committed, but neither published nor recorded for the checker");
+                        Err(SendTxError::Unpublished {
+                            publish: error,
+                            store: store_error,
+                        })
                     }
                 }
-                TxSent::Deferred { value, error }
             }
         }
     }

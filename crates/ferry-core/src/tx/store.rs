@@ -205,12 +205,27 @@ pub trait TxStore: Send + Sync + Debug {
     async fn hold(&self, id: &str, token: TxToken, hold: Duration) -> Result<()>;
 
     /// Records that the transaction committed but the publish failed: state
-    /// [`TxState::Committed`], due at `retry_at`, with `error`. Applies whoever holds
-    /// the record (a commit is a fact, not a claim); `Ok(false)` if it is gone.
-    async fn mark_committed(&self, id: &str, retry_at: SystemTime, error: &str) -> Result<bool>;
+    /// [`TxState::Committed`], due at `retry_at`, with `error`, and a fresh token (so a
+    /// checker that claimed the record earlier can no longer remove it). Applies
+    /// whoever holds the record (a commit is a fact, not a claim), and stores the
+    /// record anew if a checker already removed it: once this returns `Ok`, a checker
+    /// owns the message.
+    async fn mark_committed(
+        &self,
+        destination: &Destination,
+        message: &Message,
+        retry_at: SystemTime,
+        error: &str,
+    ) -> Result<()>;
 
-    /// Deletes the record (published, or rolled back); `Ok(false)` if it was gone.
+    /// Deletes the record (the producer published it, or rolled back); `Ok(false)` if
+    /// it was gone.
     async fn remove(&self, id: &str) -> Result<bool>;
+
+    /// Deletes a record a checker resolved, only if `token` still holds it:
+    /// `StaleReceipt` if it changed since the claim (the producer marked it committed,
+    /// or another checker claimed it), `MessageNotFound` if it is gone.
+    async fn remove_claimed(&self, id: &str, token: TxToken) -> Result<()>;
 
     /// Claims up to `max` records whose due time has passed (oldest due first) for
     /// `lease`: each gets a fresh token and is due again when the lease ends, so a

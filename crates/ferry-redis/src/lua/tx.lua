@@ -35,12 +35,26 @@ elseif op == 'hold' then
   redis.call('ZADD', due, now + hold, id)
   return {0}
 elseif op == 'mark' then
-  local id, after, err = ARGV[2], tonumber(ARGV[3]), ARGV[4]
-  if redis.call('EXISTS', rec(id)) == 0 then return {0} end
+  -- Committed, publish failed: (re)store the record as committed with a fresh token,
+  -- even if a checker removed it meanwhile.
+  local id, body, after, err = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
   local tok = redis.call('INCR', seq)
+  if redis.call('EXISTS', rec(id)) == 0 then
+    redis.call('HSET', rec(id), 'body', body, 'ck', 0, 'pat', ms(now))
+    redis.call('ZADD', order, tok, id)
+  end
   redis.call('HSET', rec(id), 'st', 'committed', 'err', err, 'tok', tok)
   redis.call('ZADD', due, now + after, id)
   return {1}
+elseif op == 'rmclaimed' then
+  local id, tok = ARGV[2], ARGV[3]
+  local held = redis.call('HGET', rec(id), 'tok')
+  if not held then return {-3} end
+  if held ~= tok then return {-2} end
+  redis.call('DEL', rec(id))
+  redis.call('ZREM', due, id)
+  redis.call('ZREM', order, id)
+  return {0}
 elseif op == 'remove' then
   local id = ARGV[2]
   local n = redis.call('DEL', rec(id))
