@@ -27,6 +27,18 @@ use crate::reply::{Op, Reader, array, map_err};
 
 /// Prepared two-phase messages kept in Redis. Get one with
 /// [`RedisDriver::tx_store`](crate::RedisDriver::tx_store).
+///
+/// ```no_run
+/// # async fn demo() -> ferry_core::Result<()> {
+/// use std::time::Duration;
+/// use ferry_core::{Message, QueueName, tx::{Destination, TxStore}};
+/// let driver = ferry_redis::RedisDriver::connect("redis://127.0.0.1:6379").await?;
+/// let store = driver.tx_store();
+/// let dest = Destination::queue(QueueName::new("orders")?);
+/// store.prepare(&dest, &Message::new("x").with_id("order-9"), Duration::from_secs(10)).await?;
+/// assert_eq!(store.count().await?, 1);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct RedisTxStore {
     conn: Conn,

@@ -46,7 +46,16 @@ pub enum TxStatus {
 /// Answer `RolledBack` only when the transaction can no longer commit; when in doubt,
 /// `Unknown` is always safe (the checker asks again, and finally dead-letters).
 ///
-/// Closures `Fn(Prepared) -> impl Future<Output = TxStatus>` implement it.
+/// Closures `Fn(Prepared) -> impl Future<Output = TxStatus>` implement it:
+///
+/// ```
+/// use ferry_core::tx::{CheckBack, Prepared, TxStatus};
+/// fn takes(_: impl CheckBack) {}
+/// takes(|p: Prepared| async move {
+///     // SELECT 1 FROM orders WHERE id = p.id() …
+///     if p.id().starts_with("order-") { TxStatus::Committed } else { TxStatus::Unknown }
+/// });
+/// ```
 #[async_trait]
 pub trait CheckBack: Send + Sync {
     /// Looks up the transaction behind `prepared`.

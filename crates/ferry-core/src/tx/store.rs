@@ -48,7 +48,7 @@ impl Destination {
     /// use ferry_core::{tx::Destination, TopicName};
     /// let d = Destination::topic(TopicName::new("orders")?, "order.created")?;
     /// assert_eq!(d.to_string(), "topic orders (route key order.created)");
-    /// assert!(Destination::topic(TopicName::new("orders")?, "").is_err());
+    /// assert!(Destination::topic(TopicName::new("orders")?, "order.*").is_err());
     /// # Ok::<(), ferry_core::Error>(())
     /// ```
     pub fn topic(topic: TopicName, route_key: impl Into<String>) -> Result<Self> {
