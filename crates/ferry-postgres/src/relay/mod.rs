@@ -26,6 +26,7 @@
 //! their transactions' inserts; rows of two transactions that ran at the same time have
 //! no order between them to keep.
 
+mod builder;
 mod leader;
 mod round;
 mod wake;
@@ -36,13 +37,15 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::{Backoff, Driver, Error, ErrorKind, Result, RetryPolicy};
+use ferry_core::{Driver, Error, ErrorKind, Result};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{Mutex, Notify};
 
 use crate::config::{DEFAULT_SCHEMA, PostgresConfig, redact};
-use leader::{Role, Session, lock_key};
+pub use builder::RelayBuilder;
+use builder::exponential;
+use leader::{Role, Session};
 
 /// Something the relay did, for [`RelayBuilder::on_event`] (the `ferry relay` command
 /// prints them).
@@ -133,106 +136,6 @@ impl RelayReport {
         self.refused += r.refusals.len() as u64;
         self.target_errors += u64::from(r.target_error.is_some());
     }
-}
-
-type Observer = Arc<dyn Fn(&RelayEvent<'_>) + Send + Sync>;
-
-/// Settings of a [`Relay`]; from [`Relay::builder`] or [`Relay::builder_with_pool`].
-#[derive(Clone)]
-pub struct RelayBuilder {
-    options: PgConnectOptions,
-    shown: String,
-    schema: String,
-    target: Arc<dyn Driver>,
-    batch: usize,
-    every: Duration,
-    listen: bool,
-    timeout: Duration,
-    target_timeout: Duration,
-    hold_backoff: RetryPolicy,
-    backoff: RetryPolicy,
-    observer: Option<Observer>,
-}
-
-impl fmt::Debug for RelayBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RelayBuilder")
-            .field("source", &self.shown)
-            .field("schema", &self.schema)
-            .field("batch", &self.batch)
-            .field("every", &self.every)
-            .field("listen", &self.listen)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RelayBuilder {
-    /// Reads the outbox of schema `schema` instead (same rules as the URL's `schema=`).
-    pub fn schema(mut self, schema: &str) -> Result<Self> {
-        self.schema = crate::Outbox::new(schema)?.schema().to_string();
-        Ok(self)
-    }
-
-    /// Most rows per round (at least 1). Default 100.
-    pub fn batch(mut self, n: usize) -> Self {
-        self.batch = n.max(1);
-        self
-    }
-
-    /// How often to look for rows without a notification, and how often a standby
-    /// relay tries to take over. Default 1 s.
-    pub fn every(mut self, every: Duration) -> Self {
-        self.every = every.max(Duration::from_millis(1));
-        self
-    }
-
-    /// Whether to `LISTEN` for enqueue notifications (default on).
-    pub fn listen(mut self, listen: bool) -> Self {
-        self.listen = listen;
-        self
-    }
-
-    /// Bound on every PostgreSQL call (default 10 s) and on every target call
-    /// (`target`, default 30 s; a target timeout is retried like a transient error).
-    pub fn timeouts(mut self, source: Duration, target: Duration) -> Self {
-        self.timeout = source;
-        self.target_timeout = target;
-        self
-    }
-
-    /// How long a destination that refused a row waits before it is tried again:
-    /// `initial`, doubling up to `max` (defaults 1 s and 1 min).
-    pub fn hold_backoff(mut self, initial: Duration, max: Duration) -> Self {
-        self.hold_backoff = exponential(initial, max, false);
-        self
-    }
-
-    /// Called for each [`RelayEvent`] (besides the `tracing` logs).
-    pub fn on_event(mut self, f: impl Fn(&RelayEvent<'_>) + Send + Sync + 'static) -> Self {
-        self.observer = Some(Arc::new(f));
-        self
-    }
-
-    /// The relay (connects when it first runs).
-    pub fn build(self) -> Relay {
-        Relay {
-            key: lock_key(&self.schema),
-            config: self,
-            session: Mutex::new(Session::default()),
-            migrated: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-}
-
-fn exponential(initial: Duration, max: Duration, jitter: bool) -> RetryPolicy {
-    RetryPolicy::default()
-        .with_max_attempts(u32::MAX)
-        .with_backoff(Backoff::Exponential {
-            initial,
-            max,
-            jitter,
-        })
 }
 
 /// Forwards committed outbox rows of one schema to a target backend; see the module
