@@ -84,7 +84,7 @@ pub enum Command {
     Publish(PublishArgs),
     /// Run a command for every message of a queue (payload on stdin; exit 0 acks).
     Consume(ConsumeArgs),
-    /// Inspect, requeue, delete and purge dead letters.
+    /// Inspect, requeue, delete, purge, approve and re-drive dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
     /// Message counts per queue: ready, delayed, in flight, dead.
@@ -491,6 +491,54 @@ pub enum DlqCommand {
         /// The queue.
         queue: QueueName,
     },
+    /// Approve dead letters for re-drive: `ferry dlq redrive` moves each back once.
+    #[command(
+        long_about = "Approves dead letters for re-drive. An approval belongs to this death of the \
+        message: `ferry dlq redrive` moves an approved dead letter back into its queue once, and \
+        if the message dies again it stays dead until it is approved again. Approving an \
+        approved dead letter again changes nothing.",
+        after_help = "Examples:\n  ferry dlq approve emails 0190a1b2-... 0190a1b3-...\n  \
+        ferry dlq approve emails --all"
+    )]
+    Approve {
+        /// The queue.
+        queue: QueueName,
+        /// Message ids to approve.
+        #[arg(required_unless_present = "all", value_parser = parse_message_id)]
+        ids: Vec<String>,
+        /// Approve every dead letter of the queue.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Move approved dead letters back into their queues: one round, or with --every
+    /// until SIGINT/SIGTERM. Prints each re-driven id.
+    Redrive(DlqRedriveArgs),
+}
+
+/// `ferry dlq redrive`
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Moves approved dead letters (see `ferry dlq approve`) back into their queues, \
+    ready now with their attempts reset, and prints one line per message: QUEUE and ID \
+    (with --json, one JSON object per line). Without --every it runs one round and exits; \
+    with --every it runs a round at that pace until SIGINT or SIGTERM, riding out backend \
+    outages. Any number of these may run at once, in any processes: each approved dead \
+    letter is moved once per approval.",
+    after_help = "Examples:\n  ferry dlq redrive emails\n  ferry dlq redrive emails invoices --every 30s --max 500"
+)]
+pub struct DlqRedriveArgs {
+    /// The queues to re-drive.
+    #[arg(required = true)]
+    pub queues: Vec<QueueName>,
+    /// Keep running, one round every DUR, until SIGINT/SIGTERM.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub every: Option<std::time::Duration>,
+    /// Most dead letters moved per queue and round.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max: u64,
+    /// One JSON object per re-driven message: {"queue","id"}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `ferry dlq list`
@@ -510,6 +558,9 @@ pub struct DlqListArgs {
     /// Only dead letters with this reason (max_attempts, rejected, timeout, lease_expired, ...).
     #[arg(long, value_name = "R")]
     pub reason: Option<String>,
+    /// Only dead letters approved for re-drive (`ferry dlq approve`).
+    #[arg(long)]
+    pub approved: bool,
 }
 
 /// `ferry stats [QUEUE]`

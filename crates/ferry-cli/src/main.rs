@@ -87,7 +87,7 @@ async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
         Command::Send(a) => send::send(&*driver, a).await,
         Command::Publish(a) => send::publish(&*driver, a).await,
         Command::Consume(a) => consume::run(driver, a).await,
-        Command::Dlq(c) => dlq::run(&*driver, c).await,
+        Command::Dlq(c) => dlq::run(driver, c).await,
         Command::Stats(a) => stats::run(&*driver, a).await,
         Command::Inspect { queue, id, json } => inspect::run(&*driver, &queue, &id, json).await,
         Command::Serve(a) => serve::run(&url, driver, a, &audit_log, config).await,

@@ -1,5 +1,8 @@
-//! `ferry dlq list|show|requeue|delete|purge`: the operator's view of messages that ran
-//! out of attempts or were rejected, and the ways to repair them.
+//! `ferry dlq list|show|requeue|delete|purge|approve|redrive`: the operator's view of
+//! messages that ran out of attempts or were rejected, and the ways to repair them
+//! (`redrive` is `dlq_redrive.rs`).
+
+use std::sync::Arc;
 
 use ferry::{DeadLetter, DeadLetterQuery, Driver, Error, ErrorKind, QueueName, Result, Selection};
 use serde_json::{Value, json};
@@ -8,8 +11,30 @@ use crate::args::{DlqCommand, DlqListArgs};
 use crate::output::{Align, clip, outln, payload_text, print_json, table, timestamp};
 
 /// Runs a `ferry dlq` subcommand.
-pub async fn run(driver: &dyn Driver, command: DlqCommand) -> Result<()> {
+pub async fn run(handle: Arc<dyn Driver>, command: DlqCommand) -> Result<()> {
+    let driver = &*handle;
     match command {
+        DlqCommand::Redrive(args) => super::dlq_redrive::run(handle.clone(), args).await,
+        DlqCommand::Approve { queue, ids, all } => {
+            let selection = if all {
+                Selection::All
+            } else {
+                check_ids(driver, &queue, &ids).await?;
+                Selection::Ids(ids.clone())
+            };
+            let n = driver.approve_dead_letters(&queue, selection).await?;
+            let detail = if all {
+                "all".to_string()
+            } else {
+                format!("ids: {}", ids.join(", "))
+            };
+            crate::audited::record("dead_letters.approve", queue.as_str(), n, Some(detail)).await;
+            eprintln!(
+                "approved {n} dead letter{} of '{queue}' for re-drive (run: ferry dlq redrive {queue})",
+                plural(n)
+            );
+            Ok(())
+        }
         DlqCommand::List(args) => list(driver, args).await,
         DlqCommand::Show { queue, id, json } => {
             let dead = driver.get_dead_letter(&queue, &id).await?;
@@ -61,7 +86,7 @@ pub async fn run(driver: &dyn Driver, command: DlqCommand) -> Result<()> {
     }
 }
 
-fn plural(n: u64) -> &'static str {
+pub(crate) fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
@@ -95,13 +120,17 @@ async fn check_ids(driver: &dyn Driver, queue: &QueueName, ids: &[String]) -> Re
 async fn list(driver: &dyn Driver, args: DlqListArgs) -> Result<()> {
     let mut query = DeadLetterQuery::page(args.offset, args.limit);
     query.reason = args.reason;
+    if args.approved {
+        query = query.with_approved(true);
+    }
     let dead = driver.list_dead_letters(&args.queue, query).await?;
     if args.json {
         let items: Vec<Value> = dead.iter().map(to_json).collect();
         return print_json(&json!({ "queue": args.queue.as_str(), "dead_letters": items }));
     }
     if dead.is_empty() {
-        eprintln!("no dead letters in '{}'", args.queue);
+        let which = if args.approved { "approved " } else { "" };
+        eprintln!("no {which}dead letters in '{}'", args.queue);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = dead

@@ -9,6 +9,7 @@ pub mod consume;
 pub mod consume_list;
 pub mod demo;
 pub mod dlq;
+pub mod dlq_redrive;
 pub mod doctor;
 pub mod inspect;
 pub mod queue;

@@ -46,7 +46,13 @@ pub const STRUCTURED: &[Structured] = &[
 ];
 
 /// Options (dotted: `command.option`) that neither the file nor the environment sets.
-pub const PER_INVOCATION: &[&str] = &["config", "send.id", "publish.id", "dlq.requeue.all"];
+pub const PER_INVOCATION: &[&str] = &[
+    "config",
+    "send.id",
+    "publish.id",
+    "dlq.requeue.all",
+    "dlq.approve.all",
+];
 
 /// The structured section at `path`, if it is one.
 pub fn structured(path: &str) -> Option<&'static Structured> {
