@@ -87,6 +87,9 @@ pub enum Command {
     /// Inspect, requeue, delete, purge, approve and re-drive dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Prepared two-phase messages waiting for their transaction (read-only).
+    #[command(subcommand)]
+    Tx(TxCommand),
     /// Message counts per queue: ready, delayed, in flight, dead.
     Stats(StatsArgs),
     /// The history of one message: sent, delivered, retried, dead-lettered, acked, ...
@@ -116,6 +119,32 @@ pub enum Command {
     /// the config file.
     #[command(subcommand)]
     Config(crate::config::ConfigCommand),
+}
+
+/// `ferry tx …`
+#[derive(Debug, Subcommand)]
+pub enum TxCommand {
+    /// List prepared messages, oldest first: destination, state, checks, when due.
+    List {
+        /// Skip this many.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Show at most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one prepared message with its payload.
+    Show {
+        /// The message id.
+        #[arg(value_parser = parse_message_id)]
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `ferry serve`

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use crate::args::{Cli, Command};
 use crate::commands::{
     audit, bench, consume, consume_list, demo, dlq, doctor, inspect, queue, send, serve, stats,
-    topic,
+    topic, tx,
 };
 
 #[tokio::main]
@@ -89,6 +89,7 @@ async fn run(cli: Cli, config: &config::Config) -> ferry::Result<ExitCode> {
         Command::Consume(a) => consume::run(driver, a).await,
         Command::Dlq(c) => dlq::run(driver, c).await,
         Command::Stats(a) => stats::run(&*driver, a).await,
+        Command::Tx(c) => tx::run(&*driver, c).await,
         Command::Inspect { queue, id, json } => inspect::run(&*driver, &queue, &id, json).await,
         Command::Serve(a) => serve::run(&url, driver, a, &audit_log, config).await,
         Command::Demo(_)

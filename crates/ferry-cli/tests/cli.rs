@@ -757,3 +757,66 @@ fn cli_changes_are_audited_beside_the_data() {
         .count();
     assert_eq!(lines, 5);
 }
+
+/// `ferry tx list|show` report what a two-phase send left prepared, as a table and as
+/// JSON, and say so when a backend keeps none.
+#[test]
+fn tx_list_and_show_prepared_messages() {
+    use ferry::tx::{Destination, TxStore};
+    let env = Env::new();
+    let out = env.ferry(&["tx", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no prepared messages"),
+        "{}",
+        stderr(&out)
+    );
+
+    let dir = env.path().join("data");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let driver = ferry::embedded::EmbeddedDriver::open(&dir).expect("open");
+        let store = driver.tx_store();
+        let dest = Destination::queue(ferry::QueueName::new("orders").expect("name"));
+        let msg = ferry::Message::new("order 7 created")
+            .with_id("order-7")
+            .with_header("tenant", "eu");
+        store
+            .prepare(&dest, &msg, std::time::Duration::from_secs(60))
+            .await
+            .expect("prepare");
+        driver.close();
+    });
+
+    let out = env.ferry(&["tx", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("order-7") && text.contains("queue:orders") && text.contains("prepared"),
+        "{text}"
+    );
+
+    let out = env.ferry(&["tx", "show", "order-7", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["payload"], "order 7 created");
+    assert_eq!(doc["headers"]["tenant"], "eu");
+    assert_eq!(doc["checks"], 0);
+
+    let out = env.ferry(&["tx", "show", "nope"]);
+    assert!(!out.status.success(), "a missing id fails");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(["--backend", "memory:", "tx", "list"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("keeps no prepared"),
+        "{}",
+        stderr(&out)
+    );
+}

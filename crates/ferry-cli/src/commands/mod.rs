@@ -19,3 +19,4 @@ pub mod serve;
 pub mod serve_demo;
 pub mod stats;
 pub mod topic;
+pub mod tx;
