@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use ferry_core::time::{duration_millis, from_millis, now_millis, to_millis};
 use ferry_core::tx::{
-    Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken, decode_prepared,
-    encode_prepared,
+    Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken, already_prepared,
+    decode_prepared, encode_prepared, held_elsewhere, not_found,
 };
-use ferry_core::{Error, ErrorKind, Message, Result};
+use ferry_core::{Error, Message, Result};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::driver::EmbeddedDriver;
@@ -45,20 +45,6 @@ impl EmbeddedTxStore {
 }
 
 const COLUMNS: &str = "id, body, state, checks, prepared_at, due_at, last_error";
-
-fn not_found(id: &str) -> Error {
-    Error::new(
-        ErrorKind::MessageNotFound,
-        format!("no prepared message '{id}'"),
-    )
-}
-
-fn fenced(id: &str) -> Error {
-    Error::new(
-        ErrorKind::StaleReceipt,
-        format!("prepared message '{id}' is held by someone else now (a checker claimed it)"),
-    )
-}
 
 fn later(d: Duration) -> i64 {
     now_millis().saturating_add(duration_millis(d))
@@ -122,7 +108,11 @@ fn fenced_update(c: &Connection, id: &str, sql: &str, values: impl rusqlite::Par
         .optional()
         .ctx("cannot read a prepared message")?
         .is_some();
-    Err(if exists { fenced(id) } else { not_found(id) })
+    Err(if exists {
+        held_elsewhere(id)
+    } else {
+        not_found(id)
+    })
 }
 
 fn claim(c: &Connection, max: usize, lease: Duration) -> Result<Vec<Claimed>> {
@@ -182,10 +172,7 @@ impl TxStore for EmbeddedTxStore {
                     .execute(params![id, body, token.0, now, later(hold)])
                     .ctx("cannot prepare a message")?;
                 if n == 0 {
-                    return Err(Error::new(
-                        ErrorKind::AlreadyExists,
-                        format!("a prepared message with id '{id}' exists"),
-                    ));
+                    return Err(already_prepared(&id));
                 }
                 Ok(token)
             })

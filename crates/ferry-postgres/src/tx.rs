@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use ferry_core::time::{duration_millis, from_millis};
 use ferry_core::tx::{
-    Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken, decode_prepared,
-    encode_prepared,
+    Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken, already_prepared,
+    decode_prepared, encode_prepared, held_elsewhere, not_found,
 };
 use ferry_core::{Error, ErrorKind, Message, Result};
 use sqlx::postgres::PgRow;
@@ -49,20 +49,6 @@ fn until(at: SystemTime) -> i64 {
     span(at.duration_since(SystemTime::now()).unwrap_or_default())
 }
 
-fn not_found(id: &str) -> Error {
-    Error::new(
-        ErrorKind::MessageNotFound,
-        format!("no prepared message '{id}'"),
-    )
-}
-
-fn fenced(id: &str) -> Error {
-    Error::new(
-        ErrorKind::StaleReceipt,
-        format!("prepared message '{id}' is held by someone else now (a checker claimed it)"),
-    )
-}
-
 const COLUMNS: &str = "id, body, state, checks, prepared_at, due_at, last_error";
 
 fn prepared(row: &PgRow) -> Result<Prepared> {
@@ -87,16 +73,7 @@ fn prepared(row: &PgRow) -> Result<Prepared> {
 
 impl PostgresTxStore {
     pub(crate) fn new(driver: PostgresDriver, name: &str) -> Result<Self> {
-        if name.is_empty()
-            || name.len() > 128
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(Error::invalid_input(format!(
-                "transaction store name '{name}' must be 1 to 128 letters, digits, '-', '_' or '.'"
-            )));
-        }
+        ferry_core::tx::validate_store_name(name)?;
         Ok(PostgresTxStore {
             driver,
             name: name.to_string(),
@@ -115,7 +92,7 @@ impl PostgresTxStore {
             .fetch_optional(self.pool())
             .await;
         match exists {
-            Ok(Some(_)) => fenced(id),
+            Ok(Some(_)) => held_elsewhere(id),
             Ok(None) => not_found(id),
             Err(e) => crate::error::from_sqlx("cannot read a prepared message", e),
         }
@@ -152,10 +129,7 @@ impl TxStore for PostgresTxStore {
             .await?
             .rows_affected();
         if n == 0 {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("a prepared message with id '{}' exists", message.id()),
-            ));
+            return Err(already_prepared(message.id()));
         }
         Ok(token)
     }

@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use ferry_core::time::{duration_millis, from_millis};
 use ferry_core::tx::{
-    Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken, decode_prepared,
-    encode_prepared,
+    Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken, already_prepared,
+    decode_prepared, encode_prepared, held_elsewhere, not_found,
 };
-use ferry_core::{Error, ErrorKind, Message, Result};
+use ferry_core::{Error, Message, Result};
 use redis::{Script, ScriptInvocation, Value};
 
 use crate::connection::Conn;
@@ -64,31 +64,9 @@ fn hold_ms(d: Duration) -> i64 {
     duration_millis(d).clamp(0, 315_576_000_000)
 }
 
-fn not_found(id: &str) -> Error {
-    Error::new(
-        ErrorKind::MessageNotFound,
-        format!("no prepared message '{id}'"),
-    )
-}
-
-fn fenced(id: &str) -> Error {
-    Error::new(
-        ErrorKind::StaleReceipt,
-        format!("prepared message '{id}' is held by someone else now (a checker claimed it)"),
-    )
-}
-
 impl RedisTxStore {
     pub(crate) fn new(conn: Conn, prefix: &str, name: &str) -> Result<Self> {
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            return Err(Error::invalid_input(format!(
-                "transaction store name '{name}' must be letters, digits, '-', '_' or '.'"
-            )));
-        }
+        ferry_core::tx::validate_store_name(name)?;
         Ok(RedisTxStore {
             conn,
             base: Arc::from(format!("{{{prefix}:tx:{name}}}")),
@@ -149,10 +127,7 @@ impl TxStore for RedisTxStore {
         let v = self.run(call, Op::Write, "prepare a message").await?;
         let mut r = Reader::new(v)?;
         match r.int()? {
-            -1 => Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("a prepared message with id '{}' exists", message.id()),
-            )),
+            -1 => Err(already_prepared(message.id())),
             _ => Ok(TxToken(r.int()?)),
         }
     }
@@ -163,7 +138,7 @@ impl TxStore for RedisTxStore {
         call.arg(id).arg(token.0).arg(hold_ms(hold));
         match self.status(call, Op::Write, what).await? {
             0 => Ok(()),
-            -2 => Err(fenced(id)),
+            -2 => Err(held_elsewhere(id)),
             _ => Err(not_found(id)),
         }
     }
@@ -194,7 +169,7 @@ impl TxStore for RedisTxStore {
             .await?
         {
             0 => Ok(()),
-            -2 => Err(fenced(id)),
+            -2 => Err(held_elsewhere(id)),
             _ => Err(not_found(id)),
         }
     }
@@ -243,7 +218,7 @@ impl TxStore for RedisTxStore {
             .await?
         {
             0 => Ok(()),
-            -2 => Err(fenced(id)),
+            -2 => Err(held_elsewhere(id)),
             _ => Err(not_found(id)),
         }
     }

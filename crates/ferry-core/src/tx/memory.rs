@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+use super::errors::{already_prepared, held_elsewhere, not_found};
 use super::store::{Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::message::Message;
 
 #[derive(Debug, Clone)]
@@ -54,22 +55,6 @@ impl MemoryTxStore {
     }
 }
 
-fn not_found(id: &str) -> Error {
-    Error::new(
-        ErrorKind::MessageNotFound,
-        format!("no prepared message '{id}'"),
-    )
-}
-
-fn taken(id: &str) -> Error {
-    Error::new(
-        ErrorKind::StaleReceipt,
-        format!(
-            "prepared message '{id}' is held by someone else now (claimed, or marked committed)"
-        ),
-    )
-}
-
 fn later(d: Duration) -> SystemTime {
     crate::time::after(d)
 }
@@ -84,10 +69,7 @@ impl TxStore for MemoryTxStore {
     ) -> Result<TxToken> {
         let mut inner = self.lock();
         if inner.entries.contains_key(message.id()) {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("a prepared message with id '{}' exists", message.id()),
-            ));
+            return Err(already_prepared(message.id()));
         }
         inner.seq += 1;
         let token = TxToken::random();
@@ -104,7 +86,7 @@ impl TxStore for MemoryTxStore {
         let mut inner = self.lock();
         let entry = inner.entries.get_mut(id).ok_or_else(|| not_found(id))?;
         if entry.token != token {
-            return Err(taken(id));
+            return Err(held_elsewhere(id));
         }
         entry.prepared.due_at = later(hold);
         Ok(())
@@ -143,7 +125,7 @@ impl TxStore for MemoryTxStore {
         let mut inner = self.lock();
         let entry = inner.entries.get(id).ok_or_else(|| not_found(id))?;
         if entry.token != token {
-            return Err(taken(id));
+            return Err(held_elsewhere(id));
         }
         inner.entries.remove(id);
         Ok(())
@@ -178,7 +160,7 @@ impl TxStore for MemoryTxStore {
         let mut inner = self.lock();
         let entry = inner.entries.get_mut(id).ok_or_else(|| not_found(id))?;
         if entry.token != token {
-            return Err(taken(id));
+            return Err(held_elsewhere(id));
         }
         entry.prepared.state = update.state;
         entry.prepared.checks = update.checks;

@@ -36,12 +36,14 @@
 //! [`encode_prepared`] plus a few indexed columns.
 
 mod checker;
+mod errors;
 mod memory;
 mod record;
 mod send;
 mod store;
 
 pub use checker::{CheckBack, TxCheckReport, TxChecker, TxCheckerBuilder, TxStatus};
+pub use errors::{already_prepared, held_elsewhere, not_found, validate_store_name};
 pub use memory::MemoryTxStore;
 pub use record::{decode_prepared, encode_prepared};
 pub use send::{LocalTxError, SendTxError, TxSent};
