@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use ferry_core::time::{duration_millis, from_millis, now_millis, to_millis};
 use ferry_core::tx::{
     Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken, already_prepared,
-    decode_prepared, encode_prepared, held_elsewhere, not_found,
+    decode_prepared, encode_prepared, held_elsewhere, not_found, readable,
 };
 use ferry_core::{Error, Message, Result};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -83,14 +83,6 @@ fn prepared(r: Row7) -> Result<Prepared> {
     Ok(p)
 }
 
-/// A listed record, or `None` (logged) if this ferry cannot read it.
-fn readable(r: Row7) -> Option<Prepared> {
-    let id = r.id.clone();
-    prepared(r)
-        .map_err(|e| tracing::error!(id, error = %e, "skipping an unreadable prepared message"))
-        .ok()
-}
-
 /// Updates the record if `token` holds it; tells a fenced record from a missing one.
 fn fenced_update(c: &Connection, id: &str, sql: &str, values: impl rusqlite::Params) -> Result<()> {
     let n = c
@@ -136,12 +128,8 @@ fn claim(c: &Connection, max: usize, lease: Duration) -> Result<Vec<Claimed>> {
             .execute(params![r.id, token.0, due])
             .ctx("cannot claim a prepared message")?;
         r.due_at = due;
-        let id = r.id.clone();
-        match prepared(r) {
-            Ok(prepared) => out.push(Claimed { prepared, token }),
-            // Written by a newer ferry, or damaged: leave it (re-timed by the lease) for
-            // a checker that can read it, instead of failing every claim.
-            Err(e) => tracing::error!(id, error = %e, "skipping an unreadable prepared message"),
+        if let Some(prepared) = readable(prepared(r)) {
+            out.push(Claimed { prepared, token });
         }
     }
     Ok(out)
@@ -309,7 +297,10 @@ impl TxStore for EmbeddedTxStore {
                     .ctx("cannot list prepared messages")?
                     .collect::<rusqlite::Result<_>>()
                     .ctx("cannot list prepared messages")?;
-                Ok(rows.into_iter().filter_map(readable).collect())
+                Ok(rows
+                    .into_iter()
+                    .filter_map(|r| readable(prepared(r)))
+                    .collect())
             })
             .await
     }

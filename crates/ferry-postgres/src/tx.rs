@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use ferry_core::time::{duration_millis, from_millis};
 use ferry_core::tx::{
     Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken, already_prepared,
-    decode_prepared, encode_prepared, held_elsewhere, not_found,
+    decode_prepared, encode_prepared, held_elsewhere, not_found, readable,
 };
 use ferry_core::{Error, ErrorKind, Message, Result};
 use sqlx::postgres::PgRow;
@@ -263,19 +263,14 @@ impl TxStore for PostgresTxStore {
                 |e: sqlx::Error| Error::new(ErrorKind::Corrupt, "unreadable claim").with_source(e);
             let token: i64 = row.try_get("token").map_err(unreadable)?;
             let seq: i64 = row.try_get("seq").map_err(unreadable)?;
-            match prepared(row) {
-                Ok(prepared) => out.push((
+            if let Some(prepared) = readable(prepared(row)) {
+                out.push((
                     seq,
                     Claimed {
                         prepared,
                         token: TxToken(token),
                     },
-                )),
-                // Written by a newer ferry, or damaged: leave it (re-timed by the lease)
-                // for a checker that can read it, instead of failing every claim.
-                Err(e) => {
-                    tracing::error!(seq, error = %e, "skipping an unreadable prepared message")
-                }
+                ));
             }
         }
         // RETURNING keeps no order; the batch was chosen oldest due first, and among
@@ -348,13 +343,7 @@ impl TxStore for PostgresTxStore {
             .await?;
         Ok(rows
             .iter()
-            .filter_map(|row| {
-                prepared(row)
-                    .map_err(
-                        |e| tracing::error!(error = %e, "skipping an unreadable prepared message"),
-                    )
-                    .ok()
-            })
+            .filter_map(|row| readable(prepared(row)))
             .collect())
     }
 

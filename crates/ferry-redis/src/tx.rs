@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use ferry_core::time::{duration_millis, from_millis};
 use ferry_core::tx::{
     Claimed, Destination, Prepared, Reschedule, TxState, TxStore, TxToken, already_prepared,
-    decode_prepared, encode_prepared, held_elsewhere, not_found,
+    decode_prepared, encode_prepared, held_elsewhere, not_found, readable,
 };
 use ferry_core::{Error, Message, Result};
 use redis::{Script, ScriptInvocation, Value};
@@ -194,11 +194,8 @@ impl TxStore for RedisTxStore {
                 .pop()
                 .ok_or_else(|| Error::internal("redis: claim reply without a token"))?;
             let token = TxToken(crate::reply::int(&token)?);
-            match record(Value::Array(items)) {
-                Ok(prepared) => out.push(Claimed { prepared, token }),
-                // Written by a newer ferry, or damaged: leave it (re-timed by the lease)
-                // for a checker that can read it, instead of failing every claim.
-                Err(e) => tracing::error!(error = %e, "skipping an unreadable prepared message"),
+            if let Some(prepared) = readable(record(Value::Array(items))) {
+                out.push(Claimed { prepared, token });
             }
         }
         Ok(out)
@@ -240,13 +237,7 @@ impl TxStore for RedisTxStore {
         let v = self.run(call, Op::Read, "list prepared messages").await?;
         Ok(array(v)?
             .into_iter()
-            .filter_map(|item| {
-                record(item)
-                    .map_err(
-                        |e| tracing::error!(error = %e, "skipping an unreadable prepared message"),
-                    )
-                    .ok()
-            })
+            .filter_map(|item| readable(record(item)))
             .collect())
     }
 

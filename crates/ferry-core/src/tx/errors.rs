@@ -58,3 +58,19 @@ pub fn validate_store_name(name: &str) -> Result<()> {
         )))
     }
 }
+
+/// A record read back from a store, or `None` (logged at ERROR) if this ferry cannot
+/// read it: written by a newer ferry, or damaged. Stores skip such records in claims
+/// and listings instead of failing them all; a claimed one stays re-timed by its lease,
+/// for a checker that can read it.
+///
+/// ```
+/// use ferry_core::{Error, tx::readable};
+/// assert_eq!(readable(Ok::<_, Error>(1)), Some(1));
+/// assert_eq!(readable::<u8>(Err(Error::internal("bad bytes"))), None);
+/// ```
+pub fn readable<T>(record: Result<T>) -> Option<T> {
+    record
+        .map_err(|e| tracing::error!(error = %e, "skipping an unreadable prepared message"))
+        .ok()
+}

@@ -43,7 +43,7 @@ mod send;
 mod store;
 
 pub use checker::{CheckBack, TxCheckReport, TxChecker, TxCheckerBuilder, TxStatus};
-pub use errors::{already_prepared, held_elsewhere, not_found, validate_store_name};
+pub use errors::{already_prepared, held_elsewhere, not_found, readable, validate_store_name};
 pub use memory::MemoryTxStore;
 pub use record::{decode_prepared, encode_prepared};
 pub use send::{LocalTxError, SendTxError, TxSent};
